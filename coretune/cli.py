@@ -1,0 +1,79 @@
+"""The ``coretune`` command: ``sweep`` runs a search space, ``report`` prints its leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+DEMO_SPEC = Path(__file__).parent / "search_spaces" / "demo.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coretune", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sweep", help="run a sweep (validated before Ray starts)")
+    s.add_argument("spec", help="search space YAML ('demo' for the packaged demo)")
+    s.add_argument("--out", required=True, help="output directory for the Parquet files")
+    s.add_argument("--address", default=None, help="join a running Ray cluster (e.g. 'auto')")
+    s.add_argument("--scheduler", choices=["fifo", "asha"], default=None,
+                   help="override the spec's trial scheduler")
+    s.add_argument("--cache", default=None,
+                   help="artifact cache directory (default $CORETUNE_CACHE or ~/.cache/coretune)")
+    s.add_argument("--data-root", default=None, help="dataset root (overrides the spec)")
+    s.add_argument("--dry-run", action="store_true", help="print the trial count and stop")
+    s.add_argument("--no-report", action="store_true", help="skip the leaderboard at the end")
+    r = sub.add_parser("report", help="print the leaderboard of a sweep directory")
+    r.add_argument("dir", help="sweep output directory holding trials.parquet")
+    return p
+
+
+def _sweep(args: argparse.Namespace, console: Console) -> int:
+    from coretune.harness.sweep import plan_sweep
+
+    spec = DEMO_SPEC if args.spec == "demo" else Path(args.spec)
+    plan = plan_sweep(spec, args.out, args.cache, args.data_root)
+    console.print(f"sweep [bold]{plan.spec.name}[/]: {len(plan.trials) + plan.skipped} trials "
+                  f"({len(plan.trials)} to run, {plan.skipped} already ok)")
+    if args.dry_run:
+        return 0
+    if not plan.trials:
+        if not args.no_report:
+            from coretune.reports.leaderboard import write_report
+
+            write_report(Path(args.out), console)
+        return 0
+    from coretune.harness.runner import run_sweep
+
+    summary = run_sweep(spec, args.out, address=args.address, scheduler=args.scheduler,
+                        cache_dir=args.cache, data_root=args.data_root, console=console)
+    console.print(json.dumps(summary.as_dict(), indent=1))
+    if not args.no_report:
+        from coretune.reports.leaderboard import write_report
+
+        write_report(Path(args.out), console)
+    return 0 if summary.status_counts.get("error", 0) == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        if args.command == "sweep":
+            return _sweep(args, console)
+        from coretune.reports.leaderboard import write_report
+
+        write_report(Path(args.dir), console)
+        return 0
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

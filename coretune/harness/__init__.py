@@ -1,0 +1,1 @@
+"""Data, models, losses, training, teacher, dynamics, artifacts and the Tune driver."""

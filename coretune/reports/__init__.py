@@ -1,0 +1,1 @@
+"""Parquet schema, leaderboards and paper comparison."""

@@ -1,0 +1,227 @@
+"""Arrow schemas of the three result tables, and atomic Parquet I/O for them.
+
+``TRIALS`` is DESIGN.md's one-row-per-trial table, ``CURVES`` the per-report curves keyed by
+(sweep, trial_id, epoch) and ``SELECTIONS`` the selected indices keyed by
+(selection_key, index). Writes go to a temporary file in the target's directory that is
+fsynced and then ``os.replace``-d over the target, so a crash never leaves a partial file;
+appends re-read the existing file and keep every row whose key is not being rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_STR, _F64, _I64 = pa.string(), pa.float64(), pa.int64()
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _schema(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
+    return pa.schema([pa.field(name, typ, nullable=nullable) for name, typ, nullable in fields])
+
+
+TRIALS = _schema(
+    ("sweep", _STR, False), ("trial_id", _STR, False), ("status", _STR, False),
+    ("error", _STR, True), ("dataset", _STR, False), ("arch", _STR, False),
+    ("selector", _STR, False), ("selector_args", _STR, False), ("ratio", _F64, False),
+    # nullable: a trial whose selection failed has no coreset size
+    ("n_selected", _I64, True), ("label_mode", _STR, False), ("tau", _F64, False),
+    ("lam", _F64, False), ("eps", _F64, False), ("beta", _F64, True), ("seed", _I64, False),
+    ("budget", _STR, False), ("teacher_key", _STR, True), ("teacher_test_acc", _F64, True),
+    ("test_acc", _F64, True), ("test_top5", _F64, True), ("test_nll", _F64, True),
+    ("test_ece", _F64, True), ("epochs_run", _F64, False), ("stopped_early", pa.bool_(), False),
+    ("select_seconds", _F64, False), ("train_seconds", _F64, False),
+    ("peak_memory_bytes", _I64, True), ("device", _STR, False),
+    ("coretune_version", _STR, False), ("git_sha", _STR, True), ("torch_version", _STR, False),
+    ("ray_version", _STR, False), ("started_at", _TS, False), ("finished_at", _TS, False),
+)
+
+CURVES = _schema(
+    ("sweep", _STR, False), ("trial_id", _STR, False), ("epoch", _I64, False),
+    ("step", _I64, False), ("coreset_epochs", _F64, False), ("train_loss", _F64, True),
+    ("test_acc", _F64, True), ("test_top5", _F64, True), ("test_nll", _F64, True),
+    ("test_ece", _F64, True),
+)
+
+SELECTIONS = _schema(
+    ("selection_key", _STR, False), ("dataset", _STR, False), ("selector", _STR, False),
+    ("selector_args", _STR, False), ("ratio", _F64, False), ("seed", _I64, False),
+    ("index", _I64, False), ("weight", _F64, True),
+)
+
+TRIAL_STATUSES = ("ok", "stopped", "error")
+JSON_COLUMNS = frozenset({"selector_args", "budget"})
+
+
+def _column_values(rows: list[dict] | pd.DataFrame, name: str, n: int) -> Any:
+    if isinstance(rows, pd.DataFrame):
+        values: Any = rows[name] if name in rows.columns else [None] * n
+    else:
+        values = [row.get(name) for row in rows]
+    if name in JSON_COLUMNS:
+        values = [json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+                  for v in values]
+    return values
+
+
+def _to_array(values: Any, field: pa.Field) -> pa.Array:
+    try:
+        return pa.array(values, type=field.type, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        pass
+    try:  # e.g. 3.0 for an int64 column: infer, then cast without losing information
+        return pa.array(values, from_pandas=True).cast(field.type, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError,
+            ValueError, OverflowError) as exc:
+        raise ValueError(f"column {field.name!r}: cannot convert to {field.type}: {exc}") from exc
+
+
+def to_table(rows: list[dict] | pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Rows (dicts or a DataFrame) as a table of exactly ``schema``, types cast.
+
+    Missing nullable columns become null; a missing non-nullable column, a null in one, or a
+    column the schema does not know raises ValueError naming it. Dict/list values of the
+    JSON columns (selector_args, budget) are serialised with sorted keys.
+    """
+    if isinstance(rows, pd.DataFrame):
+        present = [str(c) for c in rows.columns]
+        n = len(rows)
+    else:
+        rows = list(rows)
+        present = list(dict.fromkeys(k for row in rows for k in row))
+        n = len(rows)
+    unknown = [c for c in present if c not in schema.names]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown} (not in schema: {schema.names})")
+    missing = [f.name for f in schema if not f.nullable and f.name not in present]
+    if missing and (n > 0 or isinstance(rows, pd.DataFrame)):
+        raise ValueError(f"missing required column(s) {missing}")
+    arrays = []
+    for field in schema:
+        arr = _to_array(_column_values(rows, field.name, n), field)
+        if not field.nullable and arr.null_count:
+            raise ValueError(f"column {field.name!r} is not nullable but has "
+                             f"{arr.null_count} null value(s)")
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write ``table`` to ``path`` via a fsynced temp file and ``os.replace``.
+
+    Either the complete new file is at ``path`` afterwards or the previous content is left
+    untouched; the temp file is removed on failure.
+    """
+    _write_atomic(path, lambda fh: pq.write_table(table, fh))
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    """Write a UTF-8 text file the same way as :func:`write_parquet_atomic`."""
+    _write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_arrow(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+    names = table.schema.names
+    missing = [n for n in schema.names if n not in names]
+    extra = [n for n in names if n not in schema.names]
+    if missing or extra:
+        raise ValueError(f"{path}: does not match the expected schema "
+                         f"(missing columns {missing}, unexpected columns {extra})")
+    try:
+        return table.select(schema.names).cast(schema, safe=True)
+    except (pa.ArrowException, ValueError) as exc:
+        raise ValueError(f"{path}: column types do not match the expected schema ({exc})") \
+            from exc
+
+
+def append_parquet_atomic(table: pa.Table, path: str | Path,
+                          key_columns: Sequence[str]) -> None:
+    """Add ``table``'s rows to the Parquet file at ``path`` (created if absent), atomically.
+
+    Existing rows whose ``key_columns`` equal those of a new row are replaced by it; every
+    other existing row is kept. An unreadable or mismatching existing file raises ValueError
+    and is left as it is.
+    """
+    path = Path(path)
+    keys = list(key_columns)
+    absent = [k for k in keys if k not in table.schema.names]
+    if not keys or absent:
+        raise ValueError(f"key columns {absent or keys} are not columns of the table")
+    if path.exists():
+        old = _conform(_read_arrow(path), table.schema, path)
+        if old.num_rows and table.num_rows:
+            old_keys = pd.MultiIndex.from_frame(old.select(keys).to_pandas())
+            new_keys = pd.MultiIndex.from_frame(table.select(keys).to_pandas())
+            keep = ~old_keys.isin(new_keys)
+            old = old.filter(pa.array(keep))
+        table = pa.concat_tables([old, table.cast(old.schema)])
+    write_parquet_atomic(table, path)
+
+
+def read_table(path: str | Path, schema: pa.Schema) -> pd.DataFrame:
+    """The Parquet file at ``path`` as a DataFrame with ``schema``'s columns, in order.
+
+    FileNotFoundError when absent; ValueError naming ``path`` when the file is corrupt or its
+    columns/types do not match ``schema``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return _conform(_read_arrow(path), schema, path).to_pandas()
+
+
+def is_null(value: Any) -> bool:
+    """True for None, NaN and pandas' missing markers."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+

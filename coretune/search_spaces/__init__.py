@@ -1,0 +1,1 @@
+"""Sweep definitions (YAML) and their schema."""

@@ -1,0 +1,76 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from coretune.harness.data import (
+    DatasetMissingError,
+    UnknownDatasetError,
+    load_dataset,
+    read_idx,
+    to_device,
+)
+
+
+def test_digits_is_real_and_split_stratified():
+    ds = load_dataset("digits")
+    assert ds.train_x.dtype == np.uint8 and ds.train_x.shape[1:] == (1, 8, 8)
+    assert len(ds.train_y) + len(ds.test_y) == 1797
+    assert ds.train_x.max() == 255 and ds.train_x.min() == 0
+    train_share = np.bincount(ds.train_y) / len(ds.train_y)
+    test_share = np.bincount(ds.test_y) / len(ds.test_y)
+    assert np.abs(train_share - test_share).max() < 0.01
+    again = load_dataset("digits")
+    assert np.array_equal(ds.train_y, again.train_y)  # fixed split
+
+
+def _write_idx(path, array, gz):
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I",
+                                                                     *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_reads_idx_files(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    x_tr, y_tr = rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 10, 6)
+    x_te, y_te = rng.integers(0, 256, (3, 28, 28)), rng.integers(0, 10, 3)
+    suffix = ".gz" if gz else ""
+    _write_idx(tmp_path / f"train-images-idx3-ubyte{suffix}", x_tr, gz)
+    _write_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", y_tr, gz)
+    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", x_te, gz)
+    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", y_te, gz)
+    ds = load_dataset("fashion_mnist", tmp_path)
+    assert np.array_equal(ds.train_x[:, 0], x_tr) and np.array_equal(ds.test_y, y_te)
+    assert ds.input_shape == (1, 28, 28)
+
+
+def test_idx_with_wrong_size_is_rejected(tmp_path):
+    path = tmp_path / "bad-idx"
+    path.write_bytes(struct.pack(">BBBBI", 0, 0, 8, 1, 10) + b"\x00" * 4)
+    with pytest.raises(ValueError, match="header says"):
+        read_idx(path)
+
+
+def test_missing_dataset_names_path_and_remedy(tmp_path):
+    with pytest.raises(DatasetMissingError) as err:
+        load_dataset("fashion_mnist", tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(err.value) and "dataset-fashion-mnist" in str(err.value)
+    with pytest.raises(DatasetMissingError, match=str(tmp_path)):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_unknown_dataset():
+    with pytest.raises(UnknownDatasetError, match="available: .*digits"):
+        load_dataset("imagenet-21k-typo")
+
+
+def test_to_device_normalises_with_train_statistics():
+    ds = load_dataset("digits")
+    data = to_device(ds)
+    x = data.normalize(data.train_x)
+    assert torch.allclose(x.mean(), torch.tensor(0.0), atol=1e-4)
+    assert torch.allclose(x.std(), torch.tensor(1.0), atol=1e-2)

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from coretune.harness.artifacts import ArtifactStore
+from coretune.harness.augment import augment_views
+from coretune.harness.data import load_dataset
+from coretune.harness.teacher import TeacherService, get_teacher
+from coretune.harness.train import Budget, OptimConfig, TrainRecipe, predict_logits
+
+RECIPE = TrainRecipe("mlp", OptimConfig(lr=0.05, batch_size=64), Budget("epochs", 6))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    ds = load_dataset("digits")
+    store = ArtifactStore(tmp_path_factory.mktemp("cache"))
+    art, trained = get_teacher(store, ds, 0, RECIPE)
+    return ds, store, art, trained
+
+
+def test_teacher_trained_once_and_cached(teacher):
+    ds, store, art, trained = teacher
+    assert trained
+    again, trained_again = get_teacher(store, ds, 0, RECIPE)
+    assert not trained_again and again.key == art.key
+    assert art.meta["test_acc"] > 0.9
+    logits = art.array("train_logits")
+    assert logits.shape == (len(ds.train_y), 10)
+    assert (logits.argmax(1) == ds.train_y).mean() > 0.95
+
+
+def test_service_views_match_an_independent_forward_pass(teacher):
+    ds, _, art, _ = teacher
+    svc = TeacherService(ds, str(art.path))
+    idx = np.array([5, 17, 400])
+    out = svc.view_logits(seed=2, epochs=np.array([0, 3]), indices=idx)
+    assert out.shape == (2, 3, 10)
+    views = augment_views(svc.data.train_x[idx], 2, 3, idx, ds.augment)
+    expected = predict_logits(svc.model, svc.data, views).numpy()
+    assert np.allclose(out[1], expected, atol=2e-2)  # cached in float16
+    assert svc.views_computed == 6
+    svc.view_logits(seed=2, epochs=np.array([3]), indices=np.array([17, 5]))
+    assert svc.views_computed == 6 and svc.views_served == 8  # replayed views come from cache
+    probs = svc.soft_labels(idx, tau=4.0)
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-6)
