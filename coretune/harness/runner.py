@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -141,6 +142,7 @@ def run_tune(plan: Plan, scheduler: str | None = None, console: Console | None =
                                   verbose=0, callbacks=[_ProgressCallback(progress, task)],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress bar replaces Tune's tables
     tune_started = now()
     t0 = time.perf_counter()
     with progress:

@@ -1,0 +1,59 @@
+import pytest
+
+from coretune.cli import DEMO_SPEC
+from coretune.search_spaces.schema import SpecError, expand, load_spec, parse_spec, selection_key
+
+
+def test_demo_spec_is_valid_and_big_enough():
+    spec = load_spec(DEMO_SPEC)
+    trials = expand(spec)
+    assert len(trials) == len(spec.selectors) * 3 * 3 * 2
+    assert len(spec.selectors) >= 5 and {t["label_mode"] for t in trials} == {"hard", "soft", "kd"}
+
+
+def test_expand_crosses_every_axis_and_grids(write_spec):
+    path = write_spec(replace={"args: {score: aum, beta: 0.1}": "args: {score: aum}\n"
+                               "    grid: {beta: [0.0, 0.2]}",
+                               "{mode: kd, tau: 4.0, lam: 0.9}":
+                                   "{mode: kd, tau: [2, 4], lam: 0.9}"})
+    trials = expand(load_spec(path))
+    # selectors: random + ccs×2 betas = 3; ratios 2; label settings: hard, soft, kd×2 = 4
+    assert len(trials) == 3 * 2 * 4
+    assert len({t["trial_id"] for t in trials}) == len(trials)
+    assert sorted({t["beta"] for t in trials if t["selector"] == "ccs"}) == [0.0, 0.2]
+    hard = [t for t in trials if t["label_mode"] == "hard"]
+    assert all(t["teacher"] is None and t["tau"] == 1.0 and t["lam"] == 0.0 for t in hard)
+    assert all(t["dynamics"] is None for t in trials if t["selector"] == "random")
+    # label modes share one coreset per (selector, args, ratio, seed)
+    ccs = [t for t in trials if t["selector"] == "ccs" and t["ratio"] == 0.05 and t["beta"] == 0.0]
+    assert len({selection_key(t) for t in ccs}) == 1 and len(ccs) == 4
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("name: random", "name: nonsense", "unknown selector 'nonsense'"),
+    ("ratios: [0.05, 0.2]", "ratios: [0, 0.2]", "field 'ratios': ratio must be in (0, 1], got 0"),
+    ("ratios: [0.05, 0.2]", "ratios: [0.05, 1.5]", "got 1.5"),
+    ("{mode: soft, tau: 4.0, lam: 1.0}", "{mode: soft, tau: 0.0, lam: 1.0}",
+     "tau must be > 0, got 0.0"),
+    ("{mode: soft, tau: 4.0, lam: 1.0}", "{mode: soft, tau: -1, lam: 1.0}", "tau"),
+    ("{mode: kd, tau: 4.0, lam: 0.9}", "{mode: kd, tau: 4.0, lam: 1.5}",
+     "lam must be in [0, 1], got 1.5"),
+    ("{mode: kd, tau: 4.0, lam: 0.9}", "{mode: kd, tau: 4.0, lam: -0.1}", "lam"),
+    ("datasets: digits", "datasets: imagenet_typo", "unknown dataset 'imagenet_typo'"),
+    ("archs: mlp", "archs: resnet9000", "unknown arch 'resnet9000'"),
+    ("args: {score: aum, beta: 0.1}", "args: {scroe: aum}", "scroe"),
+    ("args: {score: aum, beta: 0.1}", "args: {beta: 1.0}", "beta"),
+    ("budget: {unit: iterations", "budget: {unit: hours", "budget.unit"),
+    ("seeds: [0]", "seeds: [0]\nbogus_key: 1", "bogus_key"),
+])
+def test_bad_specs_name_the_field_and_value(write_spec, old, new, field):
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(replace={old: new}))
+    assert field in str(err.value)
+
+
+def test_non_mapping_and_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="mapping"):
+        parse_spec([1, 2])
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "nope.yaml")

@@ -1,0 +1,68 @@
+"""The command line: bad input fails fast, with a clear message, leaving nothing behind."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coretune.cli import main
+from coretune.harness.artifacts import ArtifactStore
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr()
+
+
+def test_dry_run_counts_trials(capsys, write_spec, tmp_path):
+    code, out = _run(capsys, "sweep", str(write_spec()), "--out", str(tmp_path / "o"),
+                     "--dry-run", "--cache", str(tmp_path / "c"))
+    assert code == 0 and "12 trials" in out.out
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+
+
+def test_bad_spec_exits_2_before_anything(capsys, write_spec, tmp_path):
+    for old, new, needle in [
+        ("name: random", "name: nonsense", "unknown selector 'nonsense'"),
+        ("ratios: [0.05, 0.2]", "ratios: [0, 0.2]", "ratio must be in (0, 1]"),
+        ("ratios: [0.05, 0.2]", "ratios: [1.5]", "got 1.5"),
+        ("{mode: soft, tau: 4.0, lam: 1.0}", "{mode: soft, tau: 0, lam: 1.0}", "tau"),
+        ("{mode: kd, tau: 4.0, lam: 0.9}", "{mode: kd, lam: 2}", "lam must be in [0, 1]"),
+        ("datasets: digits", "datasets: nope", "unknown dataset 'nope'"),
+    ]:
+        out_dir = tmp_path / "out"
+        code, out = _run(capsys, "sweep", str(write_spec(replace={old: new})), "--out",
+                         str(out_dir), "--cache", str(tmp_path / "c"))
+        assert code == 2, needle
+        assert needle in out.err.replace("\n", " ")
+        assert not out_dir.exists() and not (tmp_path / "c").exists()
+
+
+def test_missing_dataset_files_name_the_path(capsys, write_spec, tmp_path):
+    spec = write_spec(replace={"datasets: digits": "datasets: fashion_mnist"})
+    empty = tmp_path / "no_fmnist_here"
+    code, out = _run(capsys, "sweep", str(spec), "--out", str(tmp_path / "o"),
+                     "--data-root", str(empty))
+    assert code == 2 and str(empty) in out.err.replace("\n", "")
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_cache_is_reported_before_work(capsys, write_spec, tmp_path):
+    from coretune.harness.sweep import plan_sweep
+
+    spec = write_spec()
+    cache = tmp_path / "cache"
+    plan = plan_sweep(spec, tmp_path / "o", cache)
+    key = next(iter(plan.teachers))
+    art = ArtifactStore(cache).save(key, {"train_logits": np.zeros((3, 10))}, {"test_acc": 1})
+    (art.path / "train_logits.npy").write_bytes(b"corrupted")
+    code, out = _run(capsys, "sweep", str(spec), "--out", str(tmp_path / "o"),
+                     "--cache", str(cache))
+    err = out.err.replace("\n", "")
+    assert code == 2 and "corrupt" in err and "train_logits.npy" in err
+    assert not (tmp_path / "o").exists()
+    assert (art.path / "train_logits.npy").read_bytes() == b"corrupted"  # nothing deleted
+
+
+def test_report_without_results(capsys, tmp_path):
+    code, out = _run(capsys, "report", str(tmp_path))
+    assert code == 2 and "trials.parquet" in out.err
