@@ -1,31 +1,62 @@
-"""Leaderboards that read like the papers' tables: selectors × ratios, mean ± std over seeds."""
+"""Leaderboards that read like the papers' tables: (selector, label mode) × ratio.
+
+Each cell is the mean ± std (ddof=1) over seeds of the test accuracy in percent of the
+trials that finished (status ok, or stopped early by the scheduler) with an accuracy; error
+rows are left out. One board per (dataset, arch), with the papers' numbers beside ours where
+the paper tables have the same method, label mode and selection ratio.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from coretune.reports.paper import paper_reference
-from coretune.reports.schema import TRIALS, read_table
+from coretune.reports.paper import PAPER_SHORT, paper_reference
+from coretune.reports.schema import TRIALS, read_table, write_text_atomic
 
-MODE_ORDER = {"hard": 0, "smooth": 1, "soft": 2, "kd": 3}
+MODE_ORDER = ("hard", "smooth", "soft", "kd")
+#: settings that tell apart rows of one (selector, label_mode) when a sweep varies them
+CONFIG_COLUMNS = ("selector_args", "tau", "lam", "eps", "beta", "budget")
+RATIO_TOL = 1e-9
 
 
-@dataclass
+class RowKey(NamedTuple):
+    selector: str
+    label_mode: str
+    config: str = ""  # "tau=4.0" etc. only when the sweep varies a setting within the row
+
+
+@dataclass(frozen=True)
 class Cell:
-    mean: float
-    std: float | None
-    n: int
-    best: bool = False
-    paper: str | None = None
+    mean: float  # percent
+    std: float | None  # ddof=1; None with a single seed
+    n: int  # number of seeds (trials)
 
     def text(self) -> str:
-        return f"{self.mean:.2f}" + ("" if self.std is None else f" ± {self.std:.2f}")
+        spread = "" if self.std is None else f"±{self.std:.2f}"
+        return f"{self.mean:.2f}{spread} (n={self.n})"
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    paper: str
+    table: str
+    mean: float
+    std: float | None
+    encoder: str | None = None
+
+    def text(self) -> str:
+        spread = "" if self.std is None else f"±{self.std:.2f}"
+        where = f"{PAPER_SHORT.get(self.paper, self.paper)}-{self.table}"
+        return f"{self.mean:.2f}{spread} ({where}{' ' + self.encoder if self.encoder else ''})"
 
 
 @dataclass
@@ -33,117 +64,245 @@ class Leaderboard:
     dataset: str
     arch: str
     ratios: list[float]
-    rows: list[tuple[str, str, str]]  # (selector, selector_args, label_mode)
-    cells: dict[tuple[int, int], Cell]
-    teacher_test_acc: float | None
+    rows: list[RowKey]
+    cells: dict[tuple[RowKey, float], Cell]
+    best: dict[float, list[RowKey]]
+    teacher_test_acc: float | None  # percent, mean over the rows that have one
     n_trials: int
+    n_stopped: int
+    n_excluded: int  # error rows and rows without an accuracy
     seeds: list[int]
-    has_paper: bool
+    paper: dict[tuple[RowKey, float], list[PaperValue]] | None = None  # None: none published
+    full_data: list[PaperValue] = field(default_factory=list)
 
+    @property
     def title(self) -> str:
-        teacher = ("" if self.teacher_test_acc is None
-                   else f", teacher test acc {100 * self.teacher_test_acc:.2f}%")
-        return (f"{self.dataset} / {self.arch}: test accuracy (%), mean ± std over seeds "
-                f"{self.seeds}, {self.n_trials} trials{teacher}")
+        teacher = "" if self.teacher_test_acc is None else \
+            f" (teacher {self.teacher_test_acc:.2f}%)"
+        return f"{self.dataset} / {self.arch}{teacher}"
 
-    def row_label(self, i: int) -> str:
-        sel, args, mode = self.rows[i]
-        return f"{sel}{'' if args in ('{}', '') else ' ' + args}", mode
+    def header(self) -> str:
+        teacher = "n/a" if self.teacher_test_acc is None else f"{self.teacher_test_acc:.2f}%"
+        trials = f"{self.n_trials} trials"
+        if self.n_stopped:
+            trials += f", {self.n_stopped} stopped early"
+        if self.n_excluded:
+            trials += f", {self.n_excluded} excluded (error or no accuracy)"
+        seeds = ", ".join(str(s) for s in self.seeds)
+        return (f"dataset {self.dataset} · arch {self.arch} · teacher test acc {teacher} · "
+                f"{trials} · seeds {seeds}")
+
+    def cell(self, selector: str, label_mode: str, ratio: float,
+             config: str = "") -> Cell | None:
+        return self.cells.get((RowKey(selector, label_mode, config), _ratio_key(ratio)))
+
+    def is_best(self, row: RowKey, ratio: float) -> bool:
+        return row in self.best.get(_ratio_key(ratio), [])
 
 
-def _paper_lookup(dataset: str, arch: str) -> dict[tuple[str, str, float], str]:
-    ref = paper_reference(dataset, arch)
-    out = {}
-    for rec in ref.itertuples():
-        std = "" if pd.isna(rec.std) else f" ± {rec.std:.2f}"
-        out.setdefault((rec.method, rec.label_mode, round(rec.selection_ratio, 9)),
-                       f"{rec.mean:.2f}{std}")
+def _ratio_key(ratio: float) -> float:
+    return round(float(ratio), 9)
+
+
+def _row_order(row: RowKey) -> tuple:
+    mode = MODE_ORDER.index(row.label_mode) if row.label_mode in MODE_ORDER else len(MODE_ORDER)
+    return row.selector, mode, row.label_mode, row.config
+
+
+def _configs(group: pd.DataFrame) -> pd.Series:
+    """Per row, the settings that differ between trials of one (selector, label_mode, ratio)
+    (i.e. that the sweep varies besides the seed); "" when there are none."""
+    out = pd.Series("", index=group.index, dtype=object)
+    for _, sub in group.groupby(["selector", "label_mode"], sort=False):
+        cols = [c for c in CONFIG_COLUMNS if c in sub
+                and (sub[c].astype(str).groupby(sub["_ratio"]).nunique() > 1).any()]
+        for idx, rec in sub[cols].iterrows():
+            out[idx] = ", ".join(_setting(c, rec[c]) for c in cols)
     return out
 
 
+def _setting(column: str, value: object) -> str:
+    """``k=v`` text of one varied setting; selector args are unpacked from their JSON."""
+    if column == "selector_args":
+        args = json.loads(str(value)) if value else {}
+        return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(args.items())) or "default"
+    return f"{column}={value}"
+
+
+def _paper_values(dataset: str, arch: str, rows: list[RowKey],
+                  ratios: list[float]) -> dict[tuple[RowKey, float], list[PaperValue]] | None:
+    ref = paper_reference(dataset, arch)
+    if ref.empty:
+        return None
+    ref = ref[ref["param_name"].isna() & ref["label_mode"].notna()]  # main-table cells only
+    out: dict[tuple[RowKey, float], list[PaperValue]] = {}
+    for row in rows:
+        mine = ref[(ref["method"] == row.selector) & (ref["label_mode"] == row.label_mode)]
+        for ratio in ratios:
+            hits = mine[(mine["selection_ratio"] - ratio).abs() <= RATIO_TOL]
+            tables: dict[tuple, list[str]] = {}  # the same value repeated in several tables
+            for h in hits.itertuples():
+                value = (str(h.paper), float(h.mean), None if pd.isna(h.std) else float(h.std),
+                         None if pd.isna(h.encoder) else str(h.encoder))
+                tables.setdefault(value, []).append(str(h.table))
+            if tables:
+                out[row, ratio] = [PaperValue(paper, "/".join(names), mean, std, encoder)
+                                   for (paper, mean, std, encoder), names in tables.items()]
+    return out
+
+
+def _full_data(dataset: str, arch: str) -> list[PaperValue]:
+    ref = paper_reference(dataset, arch)
+    return [PaperValue(str(h.paper), str(h.table), float(h.mean), None)
+            for h in ref[ref["method"] == "full_dataset"].itertuples()]
+
+
+def _board(dataset: str, arch: str, everything: pd.DataFrame) -> Leaderboard | None:
+    done = everything[everything["status"].isin(["ok", "stopped"])
+                      & everything["test_acc"].notna()].copy()
+    if done.empty:
+        return None
+    done["_ratio"] = done["ratio"].map(_ratio_key)
+    done["_config"] = _configs(done)
+    cells: dict[tuple[RowKey, float], Cell] = {}
+    for (sel, mode, config, ratio), grp in done.groupby(
+            ["selector", "label_mode", "_config", "_ratio"], sort=False):
+        acc = grp["test_acc"].astype(float) * 100.0
+        std = float(acc.std(ddof=1)) if len(acc) >= 2 else None
+        cells[RowKey(str(sel), str(mode), str(config)), float(ratio)] = \
+            Cell(float(acc.mean()), std, len(acc))
+    rows = sorted({row for row, _ in cells}, key=_row_order)
+    ratios = sorted({ratio for _, ratio in cells})
+    best: dict[float, list[RowKey]] = {}
+    for ratio in ratios:
+        column = {row: c.mean for (row, r), c in cells.items() if r == ratio}
+        top = max(column.values())
+        best[ratio] = [row for row in rows if row in column and math.isclose(column[row], top)]
+    teacher = done["teacher_test_acc"].dropna()
+    return Leaderboard(
+        dataset=dataset, arch=arch, ratios=ratios, rows=rows, cells=cells, best=best,
+        teacher_test_acc=float(teacher.mean()) * 100.0 if len(teacher) else None,
+        n_trials=len(done), n_stopped=int((done["status"] == "stopped").sum()),
+        n_excluded=len(everything) - len(done),
+        seeds=sorted(int(s) for s in done["seed"].unique()),
+        paper=_paper_values(dataset, arch, rows, ratios), full_data=_full_data(dataset, arch))
+
+
 def leaderboard_tables(trials: pd.DataFrame) -> list[Leaderboard]:
-    """One :class:`Leaderboard` per (dataset, arch) from finished (ok/stopped) trials."""
-    done = trials[trials["status"].isin(["ok", "stopped"]) & trials["test_acc"].notna()]
+    """One :class:`Leaderboard` per (dataset, arch) that has finished trials, sorted."""
     boards = []
-    for (dataset, arch), grp in done.groupby(["dataset", "arch"], sort=True):
-        ratios = sorted(grp["ratio"].unique().tolist())
-        keys = sorted({(r.selector, r.selector_args, r.label_mode) for r in grp.itertuples()},
-                      key=lambda k: (k[0], k[1], MODE_ORDER.get(k[2], 9)))
-        papers = _paper_lookup(dataset, arch)
-        cells: dict[tuple[int, int], Cell] = {}
-        for i, (sel, args, mode) in enumerate(keys):
-            for j, ratio in enumerate(ratios):
-                acc = 100 * grp[(grp["selector"] == sel) & (grp["selector_args"] == args)
-                                & (grp["label_mode"] == mode) & (grp["ratio"] == ratio)
-                                ]["test_acc"].to_numpy()
-                if acc.size:
-                    paper = papers.get((sel, mode, round(ratio, 9))) if args == "{}" else None
-                    cells[i, j] = Cell(float(acc.mean()),
-                                       float(acc.std(ddof=1)) if acc.size > 1 else None,
-                                       int(acc.size), paper=paper)
-        for j in range(len(ratios)):
-            col = [(i, c.mean) for (i, jj), c in cells.items() if jj == j]
-            best = max(m for _, m in col)
-            for i, m in col:
-                cells[i, j].best = np.isclose(m, best)
-        teacher = grp["teacher_test_acc"].dropna()
-        boards.append(Leaderboard(dataset, arch, ratios, keys, cells,
-                                  float(teacher.mean()) if len(teacher) else None, len(grp),
-                                  sorted(grp["seed"].unique().tolist()), bool(papers)))
+    for (dataset, arch), group in trials.groupby(["dataset", "arch"], sort=True):
+        board = _board(str(dataset), str(arch), group)
+        if board is not None:
+            boards.append(board)
     return boards
 
 
-def _cell_text(board: Leaderboard, i: int, j: int, bold: str, end: str) -> str:
-    cell = board.cells.get((i, j))
-    if cell is None:
-        return "–"
-    text = f"{bold}{cell.text()}{end}" if cell.best else cell.text()
-    return text + (f" (paper {cell.paper})" if cell.paper else "")
+def _ratio_label(ratio: float) -> str:
+    return f"{100 * ratio:g}%"
+
+
+def _selector_label(row: RowKey) -> str:
+    return row.selector + (f" ({row.config})" if row.config else "")
+
+
+def _ours(board: Leaderboard, row: RowKey, ratio: float) -> tuple[str, bool]:
+    cell = board.cells.get((row, ratio))
+    return ("–", False) if cell is None else (cell.text(), board.is_best(row, ratio))
+
+
+def _paper_text(board: Leaderboard, row: RowKey, ratio: float) -> str | None:
+    values = (board.paper or {}).get((row, ratio))
+    return None if not values else "; ".join(v.text() for v in values)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_table(board: Leaderboard, with_paper: bool) -> list[str]:
+    lines = ["| selector | label mode | " + " | ".join(map(_ratio_label, board.ratios)) + " |",
+             "|---|---|" + "---:|" * len(board.ratios)]
+    for row in board.rows:
+        cells = []
+        for ratio in board.ratios:
+            text, best = _ours(board, row, ratio)
+            text = f"**{text}**" if best else text
+            paper = _paper_text(board, row, ratio) if with_paper else None
+            if with_paper:
+                text = f"ours {text}" + (f" \\| paper {_md_escape(paper)}" if paper else "")
+            cells.append(text)
+        lines.append(f"| {_md_escape(_selector_label(row))} | {_md_escape(row.label_mode)} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def render_markdown(boards: list[Leaderboard]) -> str:
     """GitHub-flavoured tables; the best mean of each ratio column in **bold**."""
     out = ["# Leaderboard", ""]
+    if not boards:
+        return "\n".join(out + ["No finished trials (status ok or stopped, with a test "
+                                "accuracy) to report.", ""])
     for b in boards:
-        out += [f"## {b.title()}", ""]
-        out.append("| selector | label mode | " + " | ".join(f"{r:g}" for r in b.ratios) + " |")
-        out.append("|---|---|" + "---|" * len(b.ratios))
-        for i in range(len(b.rows)):
-            name, mode = b.row_label(i)
-            cells = [_cell_text(b, i, j, "**", "**") for j in range(len(b.ratios))]
-            out.append(f"| {name} | {mode} | " + " | ".join(cells) + " |")
-        out.append("")
-        out.append("Published numbers for the same selector, label mode and ratio are shown "
-                   "as (paper …)." if b.has_paper else
-                   f"No published numbers for {b.dataset}/{b.arch} in the paper tables.")
-        out.append("")
+        out += [f"## {b.dataset} / {b.arch}", "", b.header(), ""]
+        if b.full_data:
+            out += ["Full-data accuracy in the papers: "
+                    + ", ".join(v.text() for v in b.full_data), ""]
+        out += ["Test accuracy (%), mean ± std over seeds (n = seeds); **bold** = best in "
+                "its column.", ""]
+        out += _md_table(b, with_paper=False) + [""]
+        out += [f"### {b.dataset} / {b.arch}: ours vs. the papers", ""]
+        if b.paper is None:
+            out += [f"No published numbers for {b.dataset}/{b.arch} in the paper tables.", ""]
+            continue
+        if not b.paper:
+            out += ["The paper tables have no cell with the same selector, label mode and "
+                    "ratio as these trials.", ""]
+        out += _md_table(b, with_paper=True) + [""]
     return "\n".join(out)
 
 
+def _rich_table(board: Leaderboard, with_paper: bool) -> Table:
+    title = board.title + (": ours vs. the papers" if with_paper else "")
+    table = Table(title=title, caption=board.header(), title_justify="left")
+    table.add_column("selector")
+    table.add_column("label mode")
+    for ratio in board.ratios:
+        table.add_column(_ratio_label(ratio), justify="right")
+    for row in board.rows:
+        cells = []
+        for ratio in board.ratios:
+            text, best = _ours(board, row, ratio)
+            cell = Text(text, style="bold green" if best else "")
+            paper = _paper_text(board, row, ratio) if with_paper else None
+            if paper:
+                cell.append(f" | paper {paper}", style="dim")
+            cells.append(cell)
+        table.add_row(Text(_selector_label(row)), Text(row.label_mode), *cells)
+    return table
+
+
 def render_rich(boards: list[Leaderboard], console: Console) -> None:
-    for b in boards:
-        table = Table(title=b.title(), title_justify="left")
-        table.add_column("selector")
-        table.add_column("label mode")
-        for r in b.ratios:
-            table.add_column(f"{r:g}", justify="right")
-        for i in range(len(b.rows)):
-            name, mode = b.row_label(i)
-            table.add_row(name, mode, *[_cell_text(b, i, j, "[bold green]", "[/]")
-                                        for j in range(len(b.ratios))])
-        console.print(table)
+    """Print each board (best of each column in bold green), then its paper comparison."""
+    if not boards:
+        console.print("No finished trials to report.")
+    for board in boards:
+        console.print(_rich_table(board, with_paper=False))
+        if board.paper:
+            console.print(_rich_table(board, with_paper=True))
+        elif board.paper is None:
+            console.print(f"No published numbers for {board.dataset}/{board.arch} "
+                          "in the paper tables.", markup=False)
 
 
 def write_report(out_dir: Path, console: Console | None = None) -> Path:
-    """Print the leaderboard of ``out_dir/trials.parquet`` and write ``leaderboard.md``."""
-    from coretune.reports.schema import write_text_atomic
-
-    path = Path(out_dir) / "trials.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"no trials.parquet in {out_dir}: run `coretune sweep` first")
+    """Print the leaderboards of ``out_dir/trials.parquet``; write ``out_dir/leaderboard.md``."""
+    out_dir = Path(out_dir)
+    path = out_dir / "trials.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `coretune sweep --out {out_dir}` first")
     boards = leaderboard_tables(read_table(path, TRIALS))
-    if console is not None:
-        render_rich(boards, console)
-    md = Path(out_dir) / "leaderboard.md"
+    render_rich(boards, console if console is not None else Console())
+    md = out_dir / "leaderboard.md"
     write_text_atomic(render_markdown(boards), md)
     return md

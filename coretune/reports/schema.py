@@ -74,10 +74,11 @@ def _column_values(rows: list[dict] | pd.DataFrame, name: str, n: int) -> Any:
 
 
 def _to_array(values: Any, field: pa.Field) -> pa.Array:
-    try:
-        return pa.array(values, type=field.type, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        pass
+    if not pa.types.is_integer(field.type):  # pa.array(2.5, type=int64) would truncate
+        try:
+            return pa.array(values, type=field.type, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            pass
     try:  # e.g. 3.0 for an int64 column: infer, then cast without losing information
         return pa.array(values, from_pandas=True).cast(field.type, safe=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError,

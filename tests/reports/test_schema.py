@@ -1,0 +1,179 @@
+"""Schemas, conversion and atomic Parquet I/O of coretune.reports.schema."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from coretune.reports import schema as S
+from tests.reports.conftest import make_trial_row
+
+TRIAL_COLUMNS = [
+    "sweep", "trial_id", "status", "error", "dataset", "arch", "selector", "selector_args",
+    "ratio", "n_selected", "label_mode", "tau", "lam", "eps", "beta", "seed", "budget",
+    "teacher_key", "teacher_test_acc", "test_acc", "test_top5", "test_nll", "test_ece",
+    "epochs_run", "stopped_early", "select_seconds", "train_seconds", "peak_memory_bytes",
+    "device", "coretune_version", "git_sha", "torch_version", "ray_version", "started_at",
+    "finished_at",
+]
+
+
+def _trials(*rows: dict) -> pa.Table:
+    return S.to_table(list(rows), S.TRIALS)
+
+
+def test_schemas_have_the_contract_columns_in_order() -> None:
+    assert S.TRIALS.names == TRIAL_COLUMNS
+    assert S.TRIALS.field("started_at").type == pa.timestamp("us", tz="UTC")
+    assert S.TRIALS.field("stopped_early").type == pa.bool_()
+    assert S.CURVES.names == ["sweep", "trial_id", "epoch", "step", "coreset_epochs",
+                              "train_loss", "test_acc", "test_top5", "test_nll", "test_ece"]
+    assert S.SELECTIONS.names == ["selection_key", "dataset", "selector", "selector_args",
+                                  "ratio", "seed", "index", "weight"]
+
+
+def test_to_table_rejects_unknown_column() -> None:
+    with pytest.raises(ValueError, match="bogus_metric"):
+        _trials(make_trial_row() | {"bogus_metric": 1.0})
+
+
+def test_to_table_rejects_missing_required_column() -> None:
+    row = make_trial_row()
+    del row["seed"]
+    with pytest.raises(ValueError, match="seed"):
+        _trials(row)
+    with pytest.raises(ValueError, match="seed"):
+        S.to_table(pd.DataFrame([row]), S.TRIALS)
+
+
+def test_to_table_rejects_null_in_required_column() -> None:
+    with pytest.raises(ValueError, match="dataset"):
+        _trials(make_trial_row(dataset=None))
+
+
+def test_missing_nullable_columns_become_null() -> None:
+    row = make_trial_row()
+    for name in ("error", "beta", "git_sha", "test_ece", "peak_memory_bytes"):
+        del row[name]
+    table = _trials(row)
+    assert table.schema.equals(S.TRIALS)
+    for name in ("error", "beta", "git_sha", "test_ece", "peak_memory_bytes"):
+        assert table.column(name).null_count == 1
+
+
+def test_to_table_casts_types_and_serialises_json() -> None:
+    row = make_trial_row(ratio=1, seed=3.0, train_seconds=7, selector_args={"b": 1, "a": 2},
+                         budget={"value": 30, "unit": "epochs"})
+    table = _trials(row)
+    assert table.schema.equals(S.TRIALS)
+    got = table.to_pylist()[0]
+    assert got["ratio"] == 1.0 and isinstance(got["ratio"], float)
+    assert got["seed"] == 3 and isinstance(got["seed"], int)
+    assert got["selector_args"] == '{"a": 2, "b": 1}'
+    assert json.loads(got["budget"]) == {"unit": "epochs", "value": 30}
+    with pytest.raises(ValueError, match="seed"):
+        _trials(make_trial_row(seed=2.5))  # lossy cast refused
+
+
+def test_to_table_accepts_a_dataframe_round_trip(tmp_path: Path) -> None:
+    rows = [make_trial_row(trial_id=f"t{i}", seed=i, beta=None if i else 0.3) for i in range(3)]
+    S.write_parquet_atomic(_trials(*rows), tmp_path / "trials.parquet")
+    frame = S.read_table(tmp_path / "trials.parquet", S.TRIALS)
+    assert list(frame.columns) == TRIAL_COLUMNS
+    again = S.to_table(frame, S.TRIALS)
+    assert again.equals(_trials(*rows))
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "trials.parquet"
+    S.write_parquet_atomic(_trials(make_trial_row()), path)
+    S.write_parquet_atomic(_trials(make_trial_row(), make_trial_row(trial_id="t1")), path)
+    assert os.listdir(tmp_path) == ["trials.parquet"]
+    assert len(S.read_table(path, S.TRIALS)) == 2
+
+
+def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "trials.parquet"
+    S.write_parquet_atomic(_trials(make_trial_row(test_acc=0.25)), path)
+    before = path.read_bytes()
+
+    def broken(table: pa.Table, where: object, **kwargs: object) -> None:
+        where.write(b"PAR1 half a file")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        S.write_parquet_atomic(_trials(make_trial_row(test_acc=0.75)), path)
+    with pytest.raises(OSError, match="disk full"):
+        S.append_parquet_atomic(_trials(make_trial_row(trial_id="t9")), path,
+                                ["sweep", "trial_id"])
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["trials.parquet"]
+    assert S.read_table(path, S.TRIALS)["test_acc"].tolist() == [0.25]
+
+
+def test_append_replaces_same_key_and_keeps_others(tmp_path: Path) -> None:
+    path = tmp_path / "trials.parquet"
+    key = ["sweep", "trial_id"]
+    S.append_parquet_atomic(_trials(make_trial_row(trial_id="a", test_acc=0.1),
+                                    make_trial_row(trial_id="b", test_acc=0.2)), path, key)
+    S.append_parquet_atomic(_trials(make_trial_row(trial_id="b", test_acc=0.9),
+                                    make_trial_row(trial_id="c", test_acc=0.3),
+                                    make_trial_row(sweep="other", trial_id="a", test_acc=0.4)),
+                            path, key)
+    frame = S.read_table(path, S.TRIALS)
+    got = {(r.sweep, r.trial_id): r.test_acc for r in frame.itertuples()}
+    assert got == {("s", "a"): 0.1, ("s", "b"): 0.9, ("s", "c"): 0.3, ("other", "a"): 0.4}
+    assert os.listdir(tmp_path) == ["trials.parquet"]
+
+
+def test_append_on_curves_and_selections(tmp_path: Path) -> None:
+    curves = [{"sweep": "s", "trial_id": "t", "epoch": e, "step": 10 * e,
+               "coreset_epochs": float(e), "train_loss": 1.0 / e, "test_acc": None}
+              for e in (1, 2)]
+    S.append_parquet_atomic(S.to_table(curves, S.CURVES), tmp_path / "c.parquet",
+                            ["sweep", "trial_id", "epoch"])
+    S.append_parquet_atomic(S.to_table(curves[1:], S.CURVES), tmp_path / "c.parquet",
+                            ["sweep", "trial_id", "epoch"])
+    assert S.read_table(tmp_path / "c.parquet", S.CURVES)["epoch"].tolist() == [1, 2]
+    sel = [{"selection_key": "k", "dataset": "d", "selector": "random", "selector_args": "{}",
+            "ratio": 0.1, "seed": 0, "index": i} for i in (5, 7)]
+    table = S.to_table(sel, S.SELECTIONS)
+    assert table.column("weight").null_count == 2
+    with pytest.raises(ValueError, match="nope"):
+        S.append_parquet_atomic(table, tmp_path / "s.parquet", ["nope"])
+
+
+def test_append_onto_corrupt_file_raises_and_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "trials.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match="trials.parquet"):
+        S.append_parquet_atomic(_trials(make_trial_row()), path, ["sweep", "trial_id"])
+    assert path.read_bytes() == b"not parquet at all"
+
+
+def test_read_corrupt_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.parquet"
+    path.write_bytes(os.urandom(64) + b"PAR1")
+    with pytest.raises(ValueError, match="garbage.parquet"):
+        S.read_table(path, S.TRIALS)
+
+
+def test_read_mismatching_schema_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "curves.parquet"
+    S.write_parquet_atomic(S.to_table([{"sweep": "s", "trial_id": "t", "epoch": 1, "step": 1,
+                                        "coreset_epochs": 1.0}], S.CURVES), path)
+    with pytest.raises(ValueError, match="curves.parquet"):
+        S.read_table(path, S.TRIALS)
+
+
+def test_read_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="absent.parquet"):
+        S.read_table(tmp_path / "absent.parquet", S.TRIALS)
