@@ -1,8 +1,8 @@
 """Benchmark: where a sweep's time goes, as ratios measured in one run.
 
 1. Tune's per-trial cost with ``reuse_actors=True`` vs ``False`` (20 trivial trials each).
-2. Ray overhead on real work: the demo's trial bodies run as plain function calls
-   (serially, no Ray) vs the same trials through Tune on the same machine.
+2. Ray overhead on real work: in the demo sweep, time inside trial bodies vs the
+   trial slots Tune held (concurrency × Tune wall time).
 
 Run: ``make bench`` (or ``python bench/bench_trials.py``). Results go to bench/RESULTS.md.
 """
@@ -36,29 +36,6 @@ def tune_seconds(reuse: bool, storage: str) -> float:
     return time.perf_counter() - started
 
 
-def demo_trials_plain(n: int) -> tuple[float, int]:
-    """Run ``n`` demo trials (hard labels) as plain calls; returns (seconds, n)."""
-    import torch
-
-    from coretune.cli import DEMO_SPEC
-    from coretune.harness.data import load_dataset, to_device
-    from coretune.harness.trial import train_trial
-    from coretune.search_spaces.schema import expand, load_spec
-    from coretune.selectors import SelectionContext, budget_for, select
-
-    torch.set_num_threads(1)
-    trials = [t for t in expand(load_spec(DEMO_SPEC)) if t["selector"] == "random"
-              and t["label_mode"] == "hard"][:n]
-    ds = load_dataset("digits")
-    data = to_device(ds)
-    started = time.perf_counter()
-    for t in trials:
-        ctx = SelectionContext(len(ds.train_y), 10, t["seed"])
-        sel = select("random", ctx, budget_for(len(ds.train_y), t["ratio"]))
-        train_trial(t, data, sel.indices)
-    return time.perf_counter() - started, len(trials)
-
-
 def main() -> None:
     lines = [f"## bench_trials ({time.strftime('%Y-%m-%d')}, {platform.processor() or 'cpu'}, "
              f"{os.cpu_count()} cores)", ""]
@@ -71,7 +48,6 @@ def main() -> None:
               f" → per-trial cost ratio {fresh / reuse:.1f}×", ""]
     ray.shutdown()
 
-    plain, n = demo_trials_plain(12)
     with tempfile.TemporaryDirectory() as tmp:
         from coretune.harness.runner import run_sweep
 
@@ -81,14 +57,13 @@ def main() -> None:
         text = DEMO_SPEC.read_text().replace("name: demo", "name: bench")
         spec.write_text(text)
         summary = run_sweep(spec, Path(tmp) / "out", cache_dir=Path(tmp) / "cache")
-    per_plain = plain / n
-    per_tune = summary.tune_seconds * summary.concurrency / summary.trials_run
+    slots = summary.tune_seconds * summary.concurrency
+    per_body = summary.trial_body_seconds / summary.trials_run
+    per_overhead = (slots - summary.trial_body_seconds) / summary.trials_run
     lines += [
-        f"- demo trial body as a plain call (1 thread, no Ray): {per_plain:.3f} s/trial "
-        f"({n} trials)",
         f"- demo through Tune ({summary.trials_run} trials, {summary.concurrency} concurrent): "
-        f"{summary.tune_seconds:.1f} s → {per_tune:.3f} core-s/trial; "
-        f"ratio Tune/plain {per_tune / per_plain:.2f}×",
+        f"{summary.tune_seconds:.1f} s; trial body {per_body:.3f} s/trial, Tune's cost outside "
+        f"bodies {per_overhead:.3f} slot-s/trial (ratio {per_overhead / per_body:.2f})",
         f"- share of Tune wall time outside trial bodies: {summary.ray_overhead_share:.1%}",
         f"- artifacts (teacher + dynamics, trained once): {summary.artifact_seconds:.1f} s; "
         f"whole sweep {summary.wall_seconds:.1f} s", "",

@@ -98,6 +98,13 @@ class SelectorSpec(_Strict):
                 for vals in itertools.product(*(self.grid[k] for k in keys))]
 
 
+_LABEL_BOUNDS = {
+    "tau": (lambda x: x > 0, "> 0"),
+    "lam": (lambda x: 0 <= x <= 1, "in [0, 1]"),
+    "eps": (lambda x: 0 <= x < 1, "in [0, 1)"),
+}
+
+
 class LabelModeSpec(_Strict):
     """A label regime; τ, λ, ε may each be a list (grid)."""
 
@@ -107,28 +114,14 @@ class LabelModeSpec(_Strict):
     eps: float | list[float] = 0.1
     smoothing: Literal["uniform", "paper"] = "uniform"
 
-    @field_validator("tau")
+    @field_validator("tau", "lam", "eps")
     @classmethod
-    def _tau(cls, v: Any) -> Any:
-        for t in _as_list(v):
-            if not t > 0:
-                raise ValueError(f"tau must be > 0, got {t}")
-        return v
-
-    @field_validator("lam")
-    @classmethod
-    def _lam(cls, v: Any) -> Any:
-        for lam in _as_list(v):
-            if not 0 <= lam <= 1:
-                raise ValueError(f"lam must be in [0, 1], got {lam}")
-        return v
-
-    @field_validator("eps")
-    @classmethod
-    def _eps(cls, v: Any) -> Any:
-        for e in _as_list(v):
-            if not 0 <= e < 1:
-                raise ValueError(f"eps must be in [0, 1), got {e}")
+    def _in_range(cls, v: Any, info: Any) -> Any:
+        """τ > 0, λ ∈ [0, 1], ε ∈ [0, 1), for a value or every value of a grid."""
+        ok, bounds = _LABEL_BOUNDS[info.field_name]
+        for x in _as_list(v):
+            if not ok(x):
+                raise ValueError(f"{info.field_name} must be {bounds}, got {x}")
         return v
 
     def expand(self) -> list[dict[str, Any]]:
