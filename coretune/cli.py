@@ -61,7 +61,8 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
+    # a pipe or log file gets rich's 80-column default; leaderboards read better wider
+    console = Console() if sys.stdout.isatty() else Console(width=140)
     err = Console(stderr=True)
     try:
         if args.command == "sweep":

@@ -46,6 +46,7 @@ class SweepSummary:
     concurrency: int
     ray_overhead_share: float
     teacher_test_acc: dict[str, float]
+    teacher_service: dict[str, dict]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,15 +113,17 @@ def run_tune(plan: Plan, scheduler: str | None = None, console: Console | None =
         sel_seconds[key] = float(art.meta["select_seconds"])
         sel_rows += selection_rows(key, t, selections[key][0], weights)
 
+    res = plan.spec.resources
     actors = []
     for key, (ds_name, _) in plan.teachers.items():
         logits_ref = ray.put(teachers[key].array("train_logits"))
         actors.append(TeacherActor.options(
             name=teacher_actor_name(plan.spec.name, key), get_if_exists=True,
-        ).remote(plan.datasets[ds_name], str(teachers[key].path), [logits_ref]))
+            num_gpus=res.teacher_gpu,
+        ).remote(plan.datasets[ds_name], str(teachers[key].path), [logits_ref],
+                 "cuda" if res.teacher_gpu > 0 else "cpu"))
     ray.get([a.info.remote() for a in actors])
 
-    res = plan.spec.resources
     trainable = tune.with_resources(
         tune.with_parameters(coretune_trainable, datasets=plan.datasets, selections=selections,
                              cpus_per_trial=res.cpu),
@@ -162,6 +165,7 @@ def run_tune(plan: Plan, scheduler: str | None = None, console: Console | None =
         curves += curve_rows(t, result.metrics_dataframe)
         body += float(metrics.get("body_seconds") or 0.0)
     write_results(plan, rows, curves, sel_rows)
+    teacher_service = {info["key"]: info for info in ray.get([a.info.remote() for a in actors])}
     for a in actors:
         ray.kill(a)
     counts: dict[str, int] = {}
@@ -173,7 +177,7 @@ def run_tune(plan: Plan, scheduler: str | None = None, console: Console | None =
         wall_seconds=time.perf_counter() - wall_started, artifact_seconds=artifact_seconds,
         tune_seconds=tune_seconds, trial_body_seconds=body, concurrency=concurrency,
         ray_overhead_share=max(0.0, 1.0 - body / max(tune_seconds * concurrency, 1e-9)),
-        teacher_test_acc=teacher_acc)
+        teacher_test_acc=teacher_acc, teacher_service=teacher_service)
     (plan.out_dir / "sweep_summary.json").write_text(json.dumps(summary.as_dict(), indent=1))
     return summary
 

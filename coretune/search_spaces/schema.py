@@ -138,8 +138,11 @@ class LabelModeSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
+    """Per trial (fractional GPUs pack trials), and for the teacher service actor."""
+
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    teacher_gpu: float = Field(0.0, ge=0)
 
 
 class SchedulerSpec(_Strict):

@@ -1,5 +1,6 @@
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +75,11 @@ def test_to_device_normalises_with_train_statistics():
     x = data.normalize(data.train_x)
     assert torch.allclose(x.mean(), torch.tensor(0.0), atol=1e-4)
     assert torch.allclose(x.std(), torch.tensor(1.0), atol=1e-2)
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_debian_package():
+    ds = load_dataset("fashion_mnist")
+    assert ds.train_x.shape == (60000, 1, 28, 28) and ds.test_x.shape == (10000, 1, 28, 28)
+    assert np.bincount(ds.train_y).tolist() == [6000] * 10

@@ -43,6 +43,9 @@ def test_every_trial_lands_ok_in_parquet(swept):
     assert json.loads(trials["budget"].iloc[0]) == {"unit": "iterations", "value": 30,
                                                     "max_reports": 3}
     assert 0.0 <= summary.ray_overhead_share < 1.0
+    # kd: the teacher service computed each (seed, epoch, index) view once, shared by trials
+    (service,) = summary.teacher_service.values()
+    assert 0 < service["views_computed"] <= service["views_served"]
 
 
 def test_curves_and_selections_are_consistent(swept):
