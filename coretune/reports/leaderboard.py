@@ -106,7 +106,7 @@ def _ratio_key(ratio: float) -> float:
 
 def _row_order(row: RowKey) -> tuple:
     mode = MODE_ORDER.index(row.label_mode) if row.label_mode in MODE_ORDER else len(MODE_ORDER)
-    return row.selector, mode, row.label_mode, row.config
+    return row.selector, row.config, mode, row.label_mode
 
 
 def _configs(group: pd.DataFrame) -> pd.Series:
