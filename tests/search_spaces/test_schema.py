@@ -57,3 +57,9 @@ def test_non_mapping_and_missing_file(tmp_path):
         parse_spec([1, 2])
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(DEMO_SPEC.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_packaged_search_space_validates(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem and len(expand(spec)) > 0
