@@ -19,6 +19,7 @@ selectors:
     args: {{score: aum, beta: 0.1}}
 label_modes:
   - mode: hard
+  - {{mode: smooth, eps: 0.1, smoothing: paper}}
   - {{mode: soft, tau: 4.0, lam: 1.0}}
   - {{mode: kd, tau: 4.0, lam: 0.9}}
 budget: {{unit: iterations, value: 30, max_reports: 3}}

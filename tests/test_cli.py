@@ -16,7 +16,7 @@ def _run(capsys, *argv):
 def test_dry_run_counts_trials(capsys, write_spec, tmp_path):
     code, out = _run(capsys, "sweep", str(write_spec()), "--out", str(tmp_path / "o"),
                      "--dry-run", "--cache", str(tmp_path / "c"))
-    assert code == 0 and "12 trials" in out.out
+    assert code == 0 and "16 trials" in out.out
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
 
 

@@ -30,7 +30,7 @@ def test_every_trial_lands_ok_in_parquet(swept):
     spec, root, summary = swept
     trials = read_table(root / "out" / "trials.parquet", TRIALS)
     expected = expand(load_spec(spec))
-    assert len(trials) == len(expected) == 12 and summary.trials_run == 12
+    assert len(trials) == len(expected) == 16 and summary.trials_run == 16
     assert set(trials["trial_id"]) == {t["trial_id"] for t in expected}
     assert (trials["status"] == "ok").all() and not trials["stopped_early"].any()
     n = len(load_dataset("digits").train_y)
@@ -39,6 +39,8 @@ def test_every_trial_lands_ok_in_parquet(swept):
     soft = trials["label_mode"].isin(["soft", "kd"])
     assert trials.loc[soft, "teacher_test_acc"].gt(0.8).all()
     assert trials.loc[~soft, "teacher_test_acc"].isna().all()
+    smooth = trials[trials["label_mode"] == "smooth"]
+    assert len(smooth) == 4 and smooth["eps"].eq(0.1).all() and smooth["test_acc"].gt(0.1).all()
     assert trials["device"].eq("cpu").all() and trials["train_seconds"].gt(0).all()
     assert json.loads(trials["budget"].iloc[0]) == {"unit": "iterations", "value": 30,
                                                     "max_reports": 3}
@@ -58,9 +60,15 @@ def test_curves_and_selections_are_consistent(swept):
     assert np.allclose(last[trials["trial_id"]].to_numpy(), trials["test_acc"].to_numpy())
     sel = read_table(root / "out" / "selections.parquet", SELECTIONS)
     sizes = sel.groupby("selection_key")["index"].nunique()
-    assert len(sizes) == 4  # 2 selectors × 2 ratios, shared by the three label modes
+    assert len(sizes) == 4  # 2 selectors × 2 ratios, shared by the four label modes
     assert sorted(sizes.tolist()) == sorted(
         [budget_for(1437, 0.05), budget_for(1437, 0.2)] * 2)
+    # the stored random coreset is exactly what the selector gives for that seed
+    from coretune.selectors import SelectionContext, select
+
+    rnd = sel[(sel["selector"] == "random") & (sel["ratio"] == 0.05)]
+    again = select("random", SelectionContext(1437, 10, 0), budget_for(1437, 0.05))
+    assert np.array_equal(np.sort(rnd["index"].to_numpy()), again.indices)
 
 
 def test_rerun_skips_finished_trials_and_keeps_rows(swept, ray_session):
@@ -69,7 +77,7 @@ def test_rerun_skips_finished_trials_and_keeps_rows(swept, ray_session):
     from coretune.harness.sweep import plan_sweep
 
     plan = plan_sweep(spec, root / "out", root / "cache")
-    assert plan.trials == [] and plan.skipped == 12
+    assert plan.trials == [] and plan.skipped == 16
     after = read_table(root / "out" / "trials.parquet", TRIALS)
     pd.testing.assert_frame_equal(before, after)
 
