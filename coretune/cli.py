@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cache", default=None,
                    help="artifact cache directory (default $CORETUNE_CACHE or ~/.cache/coretune)")
     s.add_argument("--data-root", default=None, help="dataset root (overrides the spec)")
+    s.add_argument("--download", action="store_true",
+                   help="let torchvision datasets download into the data root (off by default)")
     s.add_argument("--dry-run", action="store_true", help="print the trial count and stop")
     s.add_argument("--no-report", action="store_true", help="skip the leaderboard at the end")
     r = sub.add_parser("report", help="print the leaderboard of a sweep directory")
@@ -36,7 +38,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     from coretune.harness.sweep import plan_sweep
 
     spec = DEMO_SPEC if args.spec == "demo" else Path(args.spec)
-    plan = plan_sweep(spec, args.out, args.cache, args.data_root)
+    plan = plan_sweep(spec, args.out, args.cache, args.data_root, args.download)
     console.print(f"sweep [bold]{plan.spec.name}[/]: {len(plan.trials) + plan.skipped} trials "
                   f"({len(plan.trials)} to run, {plan.skipped} already ok)")
     if args.dry_run:
@@ -50,7 +52,8 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     from coretune.harness.runner import run_sweep
 
     summary = run_sweep(spec, args.out, address=args.address, scheduler=args.scheduler,
-                        cache_dir=args.cache, data_root=args.data_root, console=console)
+                        cache_dir=args.cache, data_root=args.data_root,
+                        download=args.download, console=console)
     console.print(json.dumps(summary.as_dict(), indent=1))
     if not args.no_report:
         from coretune.reports.leaderboard import write_report

@@ -229,7 +229,7 @@ def _torchvision(name: str, cls_name: str, num_classes: int, augment: AugmentSpe
             raise DatasetMissingError(
                 f"dataset {name!r} not found under {root} ({err}). Put the torchvision "
                 f"{cls_name} files there, pass root= or set ${DATA_ROOT_ENV}, or allow "
-                "downloading explicitly (load_dataset(..., download=True))."
+                "downloading explicitly (coretune sweep --download)."
             ) from None
         arrays = []
         for part in parts:

@@ -184,11 +184,12 @@ def run_tune(plan: Plan, scheduler: str | None = None, console: Console | None =
 
 def run_sweep(spec_path: str | Path, out_dir: str | Path, *, address: str | None = None,
               scheduler: str | None = None, cache_dir: str | Path | None = None,
-              data_root: str | None = None, console: Console | None = None) -> SweepSummary:
+              data_root: str | None = None, download: bool = False,
+              console: Console | None = None) -> SweepSummary:
     """Validate (before Ray starts), then run the sweep. Skips trials already ``ok``."""
     import ray
 
-    plan = plan_sweep(spec_path, out_dir, cache_dir, data_root)
+    plan = plan_sweep(spec_path, out_dir, cache_dir, data_root, download)
     started_here = _init_ray(address)
     try:
         return run_tune(plan, scheduler, console)

@@ -56,7 +56,7 @@ def _dynamics_key(ds: ImageDataset, spec: dict) -> str:
 
 
 def plan_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path | None = None,
-               data_root: str | None = None) -> Plan:
+               data_root: str | None = None, download: bool = False) -> Plan:
     """Validate everything a sweep needs without writing anything or starting Ray."""
     spec = load_spec(spec_path)
     out_dir = Path(out_dir).resolve()
@@ -64,7 +64,7 @@ def plan_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path
         raise NotADirectoryError(f"--out {out_dir} exists and is not a directory")
     trials = expand(spec)
     root = data_root or spec.data_root
-    datasets = {name: load_dataset(name, root) for name in spec.datasets}
+    datasets = {name: load_dataset(name, root, download) for name in spec.datasets}
     store = ArtifactStore(cache_dir or default_cache_dir())
     done: set[str] = set()
     trials_path = out_dir / "trials.parquet"
