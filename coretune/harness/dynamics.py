@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -92,7 +94,7 @@ def record_dynamics(ds: ImageDataset, seed: int, recipe: TrainRecipe,
     _, _, _, report_epochs = plan_steps(n, recipe.optim, recipe.budget)
     el2n_epoch = el2n_epoch or default_el2n_epoch(recipe, n)
     rec = DynamicsRecorder(data, y, report_epochs[-1], el2n_epoch)
-    relabelled = data if labels is None else type(data)(**{**data.__dict__, "train_y": y})
+    relabelled = data if labels is None else dataclasses.replace(data, train_y=y)
     torch.manual_seed(seed)
     model = build_model(recipe.arch, ds.input_shape, ds.num_classes).to(data.device)
     result = train_model(model, relabelled, np.arange(n), LossConfig("hard"), recipe.optim,

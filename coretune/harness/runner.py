@@ -120,7 +120,7 @@ def run_tune(plan: Plan, scheduler: str | None = None, console: Console | None =
         actors.append(TeacherActor.options(
             name=teacher_actor_name(plan.spec.name, key), get_if_exists=True,
             num_gpus=res.teacher_gpu,
-        ).remote(plan.datasets[ds_name], str(teachers[key].path), [logits_ref],
+        ).remote(plan.datasets[ds_name], str(plan.store.root), key, [logits_ref],
                  "cuda" if res.teacher_gpu > 0 else "cpu"))
     ray.get([a.info.remote() for a in actors])
 

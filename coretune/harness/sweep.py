@@ -72,8 +72,8 @@ def plan_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path
         previous = report_schema.read_table(trials_path, report_schema.TRIALS)
         ok = previous[(previous["sweep"] == spec.name) & (previous["status"] == "ok")]
         done = set(ok["trial_id"])
-    plan = Plan(spec, out_dir, store, [t for t in trials if t["trial_id"] not in done],
-                len(trials) - len([t for t in trials if t["trial_id"] not in done]), datasets)
+    todo = [t for t in trials if t["trial_id"] not in done]
+    plan = Plan(spec, out_dir, store, todo, len(trials) - len(todo), datasets)
     for t in plan.trials:
         ds = datasets[t["dataset"]]
         if t["teacher"] is not None:

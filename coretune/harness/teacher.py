@@ -62,10 +62,9 @@ class TeacherService:
     bounded by ``cache_bytes``), so trials that replay the same views share them.
     """
 
-    def __init__(self, ds: ImageDataset, artifact_path: str, device: str = "cpu",
+    def __init__(self, ds: ImageDataset, store_root: str, key: str, device: str = "cpu",
                  cache_bytes: int = 2 << 30):
-        art = ArtifactStore(artifact_path.rsplit("/teacher/", 1)[0]).load(
-            artifact_path.rstrip("/").rsplit("/", 1)[-1])
+        art = ArtifactStore(store_root).load(key)
         self.key = art.key
         self.data = to_device(ds, device)
         self.model = build_model(art.meta["recipe"]["arch"], ds.input_shape, ds.num_classes)

@@ -28,9 +28,9 @@ _WORKER: dict[tuple, Any] = {}
 class TeacherActor(TeacherService):
     """A :class:`TeacherService` as a named actor; fixed logits live in the object store."""
 
-    def __init__(self, ds: ImageDataset, artifact_path: str, logits_ref: list,
+    def __init__(self, ds: ImageDataset, store_root: str, key: str, logits_ref: list,
                  device: str = "cpu"):
-        super().__init__(ds, artifact_path, device)
+        super().__init__(ds, store_root, key, device)
         self._logits_ref = logits_ref
 
     def logits_ref(self) -> list:

@@ -30,8 +30,8 @@ def test_teacher_trained_once_and_cached(teacher):
 
 
 def test_service_views_match_an_independent_forward_pass(teacher):
-    ds, _, art, _ = teacher
-    svc = TeacherService(ds, str(art.path))
+    ds, store, art, _ = teacher
+    svc = TeacherService(ds, str(store.root), art.key)
     idx = np.array([5, 17, 400])
     out = svc.view_logits(seed=2, epochs=np.array([0, 3]), indices=idx)
     assert out.shape == (2, 3, 10)
