@@ -17,8 +17,8 @@ def test_expand_crosses_every_axis_and_grids(write_spec):
                                "{mode: kd, tau: 4.0, lam: 0.9}":
                                    "{mode: kd, tau: [2, 4], lam: 0.9}"})
     trials = expand(load_spec(path))
-    # selectors: random + ccs×2 betas = 3; ratios 2; label settings: hard, soft, kd×2 = 4
-    assert len(trials) == 3 * 2 * 4
+    # selectors: random + ccs×2 betas = 3; ratios 2; label settings: hard, smooth, soft, kd×2
+    assert len(trials) == 3 * 2 * 5
     assert len({t["trial_id"] for t in trials}) == len(trials)
     assert sorted({t["beta"] for t in trials if t["selector"] == "ccs"}) == [0.0, 0.2]
     hard = [t for t in trials if t["label_mode"] == "hard"]
@@ -26,7 +26,7 @@ def test_expand_crosses_every_axis_and_grids(write_spec):
     assert all(t["dynamics"] is None for t in trials if t["selector"] == "random")
     # label modes share one coreset per (selector, args, ratio, seed)
     ccs = [t for t in trials if t["selector"] == "ccs" and t["ratio"] == 0.05 and t["beta"] == 0.0]
-    assert len({selection_key(t) for t in ccs}) == 1 and len(ccs) == 4
+    assert len({selection_key(t) for t in ccs}) == 1 and len(ccs) == 5
 
 
 @pytest.mark.parametrize("old,new,field", [
