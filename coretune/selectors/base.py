@@ -7,6 +7,7 @@ selector declared it needs and hands it over. Label-free selectors never see lab
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,16 @@ class SelectionContext:
     knn_: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     pseudo_labels_: np.ndarray | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        n = self.num_samples
+        per_sample = {"labels": self.labels_, "embeddings": self.embeddings_,
+                      "pseudo_labels": self.pseudo_labels_}
+        per_sample |= {f"scores[{k!r}]": v for k, v in (self.scores_ or {}).items()}
+        per_sample |= {"knn": None if self.knn_ is None else self.knn_[0]}
+        for name, value in per_sample.items():
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} rows, expected num_samples={n}")
+
     def _get(self, name: str) -> Any:
         value = getattr(self, name + "_")
         if value is None:
@@ -118,6 +129,7 @@ class SelectionContext:
 
 SelectorFn = Callable[..., Selection | np.ndarray]
 NeedsSpec = Iterable[str] | Callable[[Mapping[str, Any]], Iterable[str]]
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 @dataclass(frozen=True)
@@ -144,12 +156,14 @@ class SelectorInfo:
     def parameters(self) -> dict[str, inspect.Parameter]:
         """Keyword arguments the selector accepts (beyond ``ctx`` and ``budget``)."""
         params = list(inspect.signature(self.fn).parameters.values())[2:]
-        return {p.name: p for p in params}
+        return {p.name: p for p in params if p.kind not in _VARIADIC}
 
     def validate_args(self, args: Mapping[str, Any]) -> None:
         """Raise :class:`SelectorArgumentError` for arguments the selector does not take."""
         accepted = self.parameters()
-        unknown = sorted(set(args) - set(accepted))
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                        for p in inspect.signature(self.fn).parameters.values())
+        unknown = [] if takes_any else sorted(set(args) - set(accepted))
         if unknown:
             raise SelectorArgumentError(
                 f"selector {self.name!r} takes no argument(s) {unknown}; "
@@ -207,15 +221,24 @@ def budget_for(num_samples: int, ratio: float) -> int:
 def select(name: str, ctx: SelectionContext, budget: int, **args: Any) -> Selection:
     """Run selector ``name`` and check its contract: exactly ``budget`` unique in-range indices.
 
-    The returned indices are sorted int64; weights (if any) are reordered to match.
+    Artifacts the selector did not declare (under ``args``) are withheld from it, so reading
+    one raises :class:`MissingArtifactError` whatever the caller put in ``ctx``; in particular
+    label-free selectors never see labels. The returned indices are sorted int64; weights (if
+    any) are reordered to match.
     """
     info = get_selector(name)
     info.validate_args(args)
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer):
+        raise TypeError(f"budget must be an integer, got {budget!r}")
     if not 1 <= budget <= ctx.num_samples:
         raise ValueError(f"budget must be in [1, {ctx.num_samples}], got {budget}")
-    out = info.fn(ctx, budget, **args)
+    withheld = {f"{a}_": None for a in NEEDS - info.needs(args)}
+    out = info.fn(dataclasses.replace(ctx, **withheld), int(budget), **args)
     sel = out if isinstance(out, Selection) else Selection(np.asarray(out))
-    idx = np.asarray(sel.indices, dtype=np.int64).ravel()
+    raw = np.asarray(sel.indices)
+    if not np.issubdtype(raw.dtype, np.integer):
+        raise RuntimeError(f"selector {name!r} returned {raw.dtype} indices, expected integers")
+    idx = raw.astype(np.int64).ravel()
     if idx.size != budget or np.unique(idx).size != budget:
         raise RuntimeError(
             f"selector {name!r} returned {idx.size} indices ({np.unique(idx).size} unique); "
@@ -226,5 +249,9 @@ def select(name: str, ctx: SelectionContext, budget: int, **args: Any) -> Select
     order = np.argsort(idx, kind="stable")
     weights = None
     if sel.weights is not None:
-        weights = np.asarray(sel.weights, dtype=np.float64).ravel()[order]
+        weights = np.asarray(sel.weights, dtype=np.float64).ravel()
+        if weights.size != idx.size:
+            raise RuntimeError(f"selector {name!r} returned {weights.size} weights for "
+                               f"{idx.size} indices")
+        weights = weights[order]
     return Selection(indices=idx[order], weights=weights)

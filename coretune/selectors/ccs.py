@@ -1,11 +1,14 @@
 """Coverage-centric coreset selection (Zheng et al., ICLR 2023, Algorithm 1).
 
-Hard-prune the β hardest samples, split the rest into equal-width strata of difficulty,
-then spread the budget over strata starting from the smallest, so that easy, medium and
-hard regions all stay covered at high pruning rates.
+"Coverage-centric Coreset Selection for High Pruning Rates": hard-prune the ⌊βN⌋ hardest
+samples, split the rest into ``strata`` equal-width difficulty strata, then spread the
+budget over the strata starting from the smallest, so easy, medium and hard regions all
+stay covered at high pruning rates.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 
@@ -15,34 +18,40 @@ from coretune.selectors.base import (
     SelectorArgumentError,
     register_selector,
 )
+from coretune.selectors.random_sampling import take_per_group
 
 
 def ccs_stratum_quotas(stratum_sizes: np.ndarray, budget: int) -> np.ndarray:
     """Per-stratum counts of Algorithm 1: smallest stratum first, m_B = min(|B|, ⌊m/|𝔅|⌋).
 
-    Always sums to ``budget`` when ``budget <= sum(sizes)``: a stratum that cannot fill its
-    share passes the rest to the larger strata that follow.
+    Sums to ``budget`` whenever ``budget <= sum(sizes)``. Invariant: m ≤ Σ|B| over the strata
+    left. Taking a whole stratum keeps it; otherwise m_B = ⌊m/r⌋ = q < |B| ≤ every remaining
+    size, and with m = rq + s (s < r): m − q = (r−1)q + s ≤ (r−1)(q+1) ≤ Σ of the rest. The
+    last stratum (r = 1) then takes m_B = m.
     """
     sizes = np.asarray(stratum_sizes, dtype=np.int64)
-    if budget > sizes.sum():
-        raise ValueError(f"budget {budget} exceeds the {int(sizes.sum())} samples in the strata")
+    if not 0 <= budget <= sizes.sum():
+        raise ValueError(f"budget {budget} not in [0, {int(sizes.sum())}] (samples in strata)")
     quotas = np.zeros_like(sizes)
-    remaining = budget
+    remaining = int(budget)
     order = np.argsort(sizes, kind="stable")
-    for pos, s in enumerate(order):  # loop over strata (≤ a few hundred), not samples
-        quotas[s] = min(sizes[s], remaining // (len(order) - pos))
-        remaining -= quotas[s]
+    for pos, b in enumerate(order):  # loop over strata (a few hundred at most), not samples
+        quotas[b] = min(int(sizes[b]), remaining // (order.size - pos))
+        remaining -= int(quotas[b])
     assert remaining == 0, "CCS allocation must use the whole budget"
     return quotas
 
 
 def equal_width_strata(values: np.ndarray, strata: int) -> np.ndarray:
-    """Stratum id of each value: ``strata`` equal-width bins over [min, max], last bin closed."""
+    """Stratum id of each value: ``strata`` equal-width bins over [min, max], last bin closed.
+
+    All values equal: a single stratum (id 0).
+    """
     lo, hi = float(values.min()), float(values.max())
     if hi == lo:
         return np.zeros(values.size, dtype=np.int64)
     ids = np.floor((values - lo) / (hi - lo) * strata).astype(np.int64)
-    return np.minimum(ids, strata - 1)
+    return np.clip(ids, 0, strata - 1)
 
 
 @register_selector("ccs", needs={"scores"},
@@ -50,21 +59,26 @@ def equal_width_strata(values: np.ndarray, strata: int) -> np.ndarray:
                          "Rates, ICLR 2023")
 def ccs(ctx: SelectionContext, budget: int, score: str = "aum", beta: float = 0.0,
         strata: int = 50) -> Selection:
-    """CCS on difficulty ``score``: prune the ⌊βN⌋ hardest, then stratified sampling."""
-    if not 0.0 <= beta < 1.0:
-        raise SelectorArgumentError(f"ccs: beta must be in [0, 1), got {beta}")
-    if int(strata) < 1:
-        raise SelectorArgumentError(f"ccs: strata must be >= 1, got {strata}")
-    rng = ctx.rng()
+    """CCS on difficulty ``score`` (Algorithm 1): prune the ⌊βN⌋ hardest, then stratify.
+
+    The hard cutoff never leaves fewer than ``budget`` samples (it is capped at N − budget);
+    samples are drawn uniformly at random within each stratum.
+    """
+    if not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
+        raise SelectorArgumentError(f"ccs: beta must be in [0, 1), got {beta!r}")
+    if isinstance(strata, bool) or not isinstance(strata, numbers.Integral) or strata < 1:
+        raise SelectorArgumentError(f"ccs: strata must be an integer >= 1, got {strata!r}")
+    strata = int(strata)
     difficulty = ctx.difficulty(score)
+    if not np.isfinite(difficulty).all():
+        raise ValueError(f"ccs: {int((~np.isfinite(difficulty)).sum())} {score!r} scores "
+                         "are not finite")
+    rng = ctx.rng()
     n = difficulty.size
     n_pruned = min(int(np.floor(beta * n)), n - budget)
-    tiebreak = rng.random(n)
-    kept = np.lexsort((tiebreak, difficulty))[: n - n_pruned]  # drop the hardest n_pruned
-    ids = equal_width_strata(difficulty[kept], int(strata))
-    quotas = ccs_stratum_quotas(np.bincount(ids, minlength=int(strata)), budget)
-    # uniform sampling within strata: random keys, rank within each stratum, keep rank < quota
-    order = np.lexsort((rng.random(kept.size), ids))
-    starts = np.searchsorted(ids[order], np.arange(int(strata)))
-    rank = np.arange(kept.size) - starts[ids[order]]
-    return Selection(kept[order[rank < quotas[ids[order]]]])
+    kept = np.lexsort((rng.random(n), difficulty))[: n - n_pruned]  # drop the n_pruned hardest
+    ids = equal_width_strata(difficulty[kept], strata)
+    quotas = ccs_stratum_quotas(np.bincount(ids, minlength=strata), budget)
+    chosen = kept[take_per_group(ids, quotas, rng)]
+    assert chosen.size == budget
+    return Selection(chosen)

@@ -1,7 +1,8 @@
 """Difficulty-score selectors from training dynamics: keep the hardest (or easiest) samples.
 
-Scores come from one full-data run on ground-truth labels (see harness.dynamics), so these
-selectors are supervised.
+Scores come from one full-data run on ground-truth labels (see ``harness.dynamics``), so
+these selectors are supervised (``label_free=False``) even though they read only scores.
+``SelectionContext.difficulty`` orients every score so that higher means harder.
 """
 
 from __future__ import annotations
@@ -20,26 +21,37 @@ KEEP = ("hardest", "easiest")
 
 def rank_by_difficulty(difficulty: np.ndarray, budget: int, keep: str,
                        rng: np.random.Generator) -> np.ndarray:
-    """The ``budget`` hardest (or easiest) samples; ties are broken at random by ``rng``."""
+    """Indices of the ``budget`` hardest (or easiest) samples; ties broken at random by ``rng``."""
     if keep not in KEEP:
         raise SelectorArgumentError(f"keep must be one of {KEEP}, got {keep!r}")
     d = np.asarray(difficulty, dtype=np.float64)
+    if not np.isfinite(d).all():
+        raise ValueError(f"{int((~np.isfinite(d)).sum())} difficulty scores are not finite")
     primary = -d if keep == "hardest" else d
-    order = np.lexsort((rng.random(d.size), primary))  # last key is the primary sort key
+    order = np.lexsort((rng.random(d.size), primary))  # the last key is the primary one
     return order[:budget]
 
 
 @register_selector("forgetting", needs={"scores"},
-                   paper="Toneva et al., An Empirical Study of Example Forgetting, ICLR 2019")
+                   paper="Toneva et al., An Empirical Study of Example Forgetting during Deep "
+                         "Neural Network Learning, ICLR 2019")
 def forgetting(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection:
-    """Keep the most (or least) forgotten samples (forgetting events, Sec. 2)."""
+    """Keep the most (or least) forgotten samples (Toneva et al., ICLR 2019).
+
+    Score: number of forgetting events, epochs t with acc_t(x) = 1 and acc_{t+1}(x) = 0
+    (never-learned samples count as maximally forgotten). Higher is harder.
+    """
     return Selection(rank_by_difficulty(ctx.difficulty("forgetting"), budget, keep, ctx.rng()))
 
 
 @register_selector("el2n", needs={"scores"},
-                   paper="Paul et al., Deep Learning on a Data Diet, NeurIPS 2021")
+                   paper="Paul et al., Deep Learning on a Data Diet: Finding Important "
+                         "Examples Early in Training, NeurIPS 2021")
 def el2n(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection:
-    """Keep the samples with the largest (or smallest) EL2N score (Def. 2.1)."""
+    """Keep the samples with the largest (or smallest) EL2N (Paul et al., NeurIPS 2021).
+
+    Score: EL2N(x, y) = E_w ‖softmax(f_w(x)) − onehot(y)‖₂ early in training. Higher is harder.
+    """
     return Selection(rank_by_difficulty(ctx.difficulty("el2n"), budget, keep, ctx.rng()))
 
 
@@ -47,5 +59,9 @@ def el2n(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection
                    paper="Pleiss et al., Identifying Mislabeled Data using the Area Under "
                          "the Margin Ranking, NeurIPS 2020")
 def aum(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection:
-    """Keep the samples with the lowest (hardest) or highest AUM (Eq. 2)."""
+    """Keep the samples with the lowest (hardest) or highest AUM (Pleiss et al., NeurIPS 2020).
+
+    Score: AUM(x, y) = (1/T) Σ_t [z_y^(t)(x) − max_{i≠y} z_i^(t)(x)], the margin of the
+    assigned logit averaged over epochs. LOWER raw AUM is harder.
+    """
     return Selection(rank_by_difficulty(ctx.difficulty("aum"), budget, keep, ctx.rng()))

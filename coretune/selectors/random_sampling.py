@@ -1,7 +1,8 @@
 """Random selection: uniform without replacement, optionally class-balanced.
 
 The soft-label paper's strongest baseline: random coresets with teacher soft labels match
-or beat the elaborate selectors at small ratios.
+or beat the elaborate selectors at small ratios. Without ``class_balanced`` the selector
+needs nothing (not even labels); with it, it needs labels.
 """
 
 from __future__ import annotations
@@ -12,22 +13,39 @@ from coretune.selectors.base import Selection, SelectionContext, register_select
 
 
 def balanced_quotas(class_sizes: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
-    """Per-class counts as equal as possible, water-filled around classes that run out."""
+    """Per-class counts as equal as possible (max-min fair water-filling).
+
+    With all classes large enough every class gets ⌊budget/K⌋ and the remainder goes to
+    randomly chosen classes. A class smaller than its share is taken whole and its leftover
+    is spread over the larger classes, so the counts always sum to ``budget`` and the
+    unsaturated classes differ by at most one.
+    """
     sizes = np.asarray(class_sizes, dtype=np.int64)
+    if not 0 <= budget <= sizes.sum():
+        raise ValueError(f"budget {budget} not in [0, {int(sizes.sum())}]")
     quotas = np.zeros_like(sizes)
-    remaining = budget
-    open_ = sizes > 0
-    while remaining > 0 and open_.any():
-        k = int(open_.sum())
-        share = np.zeros_like(sizes)
-        share[open_] = remaining // k
-        extra = rng.choice(np.flatnonzero(open_), remaining % k, replace=False)
-        share[extra] += 1
-        take = np.minimum(share, sizes - quotas)
-        quotas += take
-        remaining -= int(take.sum())
-        open_ = quotas < sizes
-    return quotas
+    remaining = int(budget)
+    order = np.argsort(sizes, kind="stable")
+    for pos, c in enumerate(order):  # loop over classes, smallest first
+        k = order.size - pos
+        level = remaining // k
+        if sizes[c] > level:  # this class and all larger ones can take level (+1)
+            rest = order[pos:]
+            quotas[rest] = level
+            quotas[rng.choice(rest, remaining - level * k, replace=False)] += 1
+            return quotas
+        quotas[c] = sizes[c]
+        remaining -= int(sizes[c])
+    return quotas  # budget == total: every class taken whole
+
+
+def take_per_group(groups: np.ndarray, quotas: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Uniformly sample ``quotas[g]`` positions of each group ``g`` (``groups`` in [0, G))."""
+    order = np.lexsort((rng.random(groups.size), groups))  # by group, random within
+    starts = np.searchsorted(groups[order], np.arange(quotas.size))
+    rank = np.arange(groups.size) - starts[groups[order]]
+    return order[rank < quotas[groups[order]]]
 
 
 @register_selector("random", needs=lambda a: {"labels"} if a.get("class_balanced") else set(),
@@ -38,14 +56,7 @@ def random_selection(ctx: SelectionContext, budget: int, class_balanced: bool = 
     rng = ctx.rng()
     if not class_balanced:
         return Selection(rng.choice(ctx.num_samples, budget, replace=False))
-    labels = ctx.labels
-    classes, inverse = np.unique(labels, return_inverse=True)
+    classes, inverse = np.unique(ctx.labels, return_inverse=True)
+    inverse = inverse.ravel()
     quotas = balanced_quotas(np.bincount(inverse, minlength=classes.size), budget, rng)
-    # shuffle once, then keep the first quota[c] samples of each class (vectorised)
-    order = rng.permutation(ctx.num_samples)
-    cls = inverse[order]
-    by_class = np.argsort(cls, kind="stable")
-    starts = np.searchsorted(cls[by_class], np.arange(classes.size))
-    rank = np.arange(ctx.num_samples) - starts[cls[by_class]]
-    keep = rank < quotas[cls[by_class]]
-    return Selection(order[by_class[keep]])
+    return Selection(take_per_group(inverse, quotas, rng))
