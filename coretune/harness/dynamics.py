@@ -105,10 +105,16 @@ def record_dynamics(ds: ImageDataset, seed: int, recipe: TrainRecipe,
     return rec.scores(), meta, None
 
 
+def ground_truth_dynamics_key(ds: ImageDataset, seed: int, recipe: TrainRecipe) -> str:
+    """Key of the ground-truth dynamics run that :func:`get_dynamics` caches."""
+    return dynamics_key(ds.name, "ground_truth", seed, recipe,
+                        default_el2n_epoch(recipe, len(ds.train_y)))
+
+
 def get_dynamics(store: ArtifactStore, ds: ImageDataset, seed: int, recipe: TrainRecipe,
                  device: str = "cpu") -> tuple[Artifact, bool]:
     """Cached ground-truth training dynamics of (dataset, arch, seed, recipe)."""
     el2n_epoch = default_el2n_epoch(recipe, len(ds.train_y))
-    key = dynamics_key(ds.name, "ground_truth", seed, recipe, el2n_epoch)
     return store.get_or_compute(
-        key, lambda: record_dynamics(ds, seed, recipe, el2n_epoch=el2n_epoch, device=device))
+        ground_truth_dynamics_key(ds, seed, recipe),
+        lambda: record_dynamics(ds, seed, recipe, el2n_epoch=el2n_epoch, device=device))

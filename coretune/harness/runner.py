@@ -16,7 +16,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from coretune.harness.sweep import (
     Plan,
-    _dynamics_key,
     _init_ray,
     curve_rows,
     now,
@@ -104,9 +103,7 @@ def run_tune(plan: Plan, scheduler: str | None = None, console: Console | None =
         key = t["selection_key"]
         if key in selections:
             continue
-        dyn = None
-        if t["dynamics"] is not None:
-            dyn = dynamics[_dynamics_key(plan.datasets[t["dataset"]], t["dynamics"])]
+        dyn = None if t["dynamics_key"] is None else dynamics[t["dynamics_key"]]
         art, _ = selection_for(plan.store, plan.datasets[t["dataset"]], t, dyn)
         weights = art.array("weights") if "weights.npy" in art.meta["files"] else None
         selections[key] = (art.array("indices"), weights)

@@ -22,7 +22,7 @@ import pandas as pd
 import coretune
 from coretune.harness.artifacts import Artifact, ArtifactStore
 from coretune.harness.data import ImageDataset, load_dataset
-from coretune.harness.dynamics import default_el2n_epoch, dynamics_key
+from coretune.harness.dynamics import ground_truth_dynamics_key
 from coretune.harness.teacher import teacher_key
 from coretune.harness.trial import dynamics_for, recipe_of, teacher_for
 from coretune.reports import schema as report_schema
@@ -47,12 +47,6 @@ class Plan:
     datasets: dict[str, ImageDataset]
     teachers: dict[str, tuple[str, dict]] = field(default_factory=dict)  # key → (dataset, spec)
     dynamics: dict[str, tuple[str, dict]] = field(default_factory=dict)
-
-
-def _dynamics_key(ds: ImageDataset, spec: dict) -> str:
-    recipe = recipe_of(spec)
-    return dynamics_key(ds.name, "ground_truth", int(spec["seed"]), recipe,
-                        default_el2n_epoch(recipe, len(ds.train_y)))
 
 
 def plan_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path | None = None,
@@ -82,8 +76,11 @@ def plan_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path
             plan.teachers[key] = (ds.name, t["teacher"])
         else:
             t["teacher_key"] = None
+        t["dynamics_key"] = None
         if t["dynamics"] is not None:
-            plan.dynamics[_dynamics_key(ds, t["dynamics"])] = (ds.name, t["dynamics"])
+            t["dynamics_key"] = ground_truth_dynamics_key(
+                ds, int(t["dynamics"]["seed"]), recipe_of(t["dynamics"]))
+            plan.dynamics[t["dynamics_key"]] = (ds.name, t["dynamics"])
         t["selection_key"] = selection_key(t)
     for key in [*plan.teachers, *plan.dynamics, *{t["selection_key"] for t in plan.trials}]:
         if store.exists(key):

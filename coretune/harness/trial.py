@@ -14,7 +14,7 @@ import torch
 
 from coretune.harness.artifacts import Artifact, ArtifactStore
 from coretune.harness.data import DeviceData, ImageDataset
-from coretune.harness.dynamics import get_dynamics
+from coretune.harness.dynamics import SCORE_NAMES, get_dynamics
 from coretune.harness.losses import LossConfig
 from coretune.harness.models import build_model
 from coretune.harness.teacher import get_teacher
@@ -53,7 +53,7 @@ def selection_for(store: ArtifactStore, ds: ImageDataset, trial: Mapping[str, An
         if "scores" in needs:
             if dynamics is None:
                 raise ValueError(f"selector {info.name!r} needs training-dynamics scores")
-            scores = {k: dynamics.array(k) for k in ("aum", "forgetting", "el2n")}
+            scores = {k: dynamics.array(k) for k in SCORE_NAMES}
         ctx = SelectionContext(
             num_samples=len(ds.train_y), num_classes=ds.num_classes, seed=int(trial["seed"]),
             labels_=ds.train_y if "labels" in needs else None, scores_=scores)

@@ -41,11 +41,6 @@ def load_paper_tables() -> pd.DataFrame:
     return _load().copy()
 
 
-def to_paper_label_mode(label_mode: str) -> str | None:
-    """The papers' name for a harness label mode (None when it has no counterpart)."""
-    return LABEL_MODE_TO_PAPER.get(label_mode)
-
-
 def paper_reference(dataset: str, arch: str) -> pd.DataFrame:
     """Published test accuracies (%) for ``dataset`` on ``arch``.
 

@@ -10,7 +10,6 @@ appends re-read the existing file and keep every row whose key is not being rewr
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -218,11 +217,3 @@ def read_table(path: str | Path, schema: pa.Schema) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     return _conform(_read_arrow(path), schema, path).to_pandas()
-
-
-def is_null(value: Any) -> bool:
-    """True for None, NaN and pandas' missing markers."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-

@@ -8,7 +8,6 @@ the bad value.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,10 +260,3 @@ def selection_key(trial: dict[str, Any]) -> str:
     return content_key("selection", {
         k: trial[k] for k in ("dataset", "selector", "selector_args", "ratio", "seed",
                               "dynamics")})
-
-
-def describe(trial: dict[str, Any]) -> str:
-    """Short human label of a trial."""
-    args = json.dumps(trial["selector_args"], sort_keys=True) if trial["selector_args"] else ""
-    return (f"{trial['dataset']}/{trial['arch']} {trial['selector']}{args} r={trial['ratio']} "
-            f"{trial['label_mode']} seed={trial['seed']}")
