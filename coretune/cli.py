@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-
-DEMO_SPEC = Path(__file__).parent / "search_spaces" / "demo.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,48 +15,56 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="run a sweep (validated before Ray starts)")
     s.add_argument("spec", help="search space YAML ('demo' for the packaged demo)")
-    s.add_argument("--out", required=True, help="output directory for the Parquet files")
+    s.add_argument("--out", required=True,
+                   help="results directory: a path or URI (file://, s3://…)")
     s.add_argument("--address", default=None, help="join a running Ray cluster (e.g. 'auto')")
     s.add_argument("--scheduler", choices=["fifo", "asha"], default=None,
                    help="override the spec's trial scheduler")
     s.add_argument("--cache", default=None,
-                   help="artifact cache directory (default $CORETUNE_CACHE or ~/.cache/coretune)")
+                   help="artifact store: a path or URI (default $CORETUNE_CACHE or "
+                        "~/.cache/coretune)")
     s.add_argument("--data-root", default=None, help="dataset root (overrides the spec)")
     s.add_argument("--download", action="store_true",
                    help="let torchvision datasets download into the data root (off by default)")
-    s.add_argument("--dry-run", action="store_true", help="print the trial count and stop")
+    s.add_argument("--allow-node-local", action="store_true",
+                   help="with --address: accept cache/out on a node-local disk (only if every "
+                        "node mounts the same path)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the plan (trials, artifacts, what is cached) and stop")
     s.add_argument("--no-report", action="store_true", help="skip the leaderboard at the end")
     r = sub.add_parser("report", help="print the leaderboard of a sweep directory")
-    r.add_argument("dir", help="sweep output directory holding trials.parquet")
+    r.add_argument("dir", help="sweep output directory or URI")
     return p
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> int:
-    from coretune.harness.sweep import plan_sweep
+    from coretune.driver.plan import describe, plan_sweep
 
-    spec = DEMO_SPEC if args.spec == "demo" else Path(args.spec)
-    plan = plan_sweep(spec, args.out, args.cache, args.data_root, args.download)
-    console.print(f"sweep [bold]{plan.spec.name}[/]: {len(plan.trials) + plan.skipped} trials "
-                  f"({len(plan.trials)} to run, {plan.skipped} already ok)")
+    plan = plan_sweep(args.spec, args.out, args.cache, args.data_root, args.download,
+                      cluster=args.address is not None and not args.allow_node_local)
+    plan.allow_node_local = args.allow_node_local
+    console.print(describe(plan) if args.dry_run else describe(plan).splitlines()[0],
+                  markup=False, highlight=False)
     if args.dry_run:
         return 0
-    if not plan.trials:
-        if not args.no_report:
-            from coretune.reports.leaderboard import write_report
+    summary = None
+    if plan.trials:
+        import ray
 
-            write_report(Path(args.out), console)
-        return 0
-    from coretune.harness.runner import run_sweep
+        from coretune.driver.run import init_ray, run_plan
 
-    summary = run_sweep(spec, args.out, address=args.address, scheduler=args.scheduler,
-                        cache_dir=args.cache, data_root=args.data_root,
-                        download=args.download, console=console)
-    console.print(json.dumps(summary.as_dict(), indent=1))
+        started_here = init_ray(args.address)
+        try:
+            summary = run_plan(plan, args.scheduler, console)
+        finally:
+            if started_here:
+                ray.shutdown()
+        console.print(json.dumps(summary.as_dict(), indent=1))
     if not args.no_report:
         from coretune.reports.leaderboard import write_report
 
-        write_report(Path(args.out), console)
-    return 0 if summary.status_counts.get("error", 0) == 0 else 1
+        write_report(args.out, console)
+    return 0 if summary is None or summary.status_counts.get("error", 0) == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args, console)
         from coretune.reports.leaderboard import write_report
 
-        write_report(Path(args.dir), console)
+        write_report(args.dir, console)
         return 0
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from coretune.reports.paper import PAPER_SHORT, paper_reference
-from coretune.reports.schema import TRIALS, read_table, write_text_atomic
+from coretune.reports.results import ResultsStore
 
 MODE_ORDER = ("hard", "smooth", "soft", "kd")
 #: settings that tell apart rows of one (selector, label_mode) when a sweep varies them
@@ -295,14 +295,13 @@ def render_rich(boards: list[Leaderboard], console: Console) -> None:
                           "in the paper tables.", markup=False)
 
 
-def write_report(out_dir: Path, console: Console | None = None) -> Path:
-    """Print the leaderboards of ``out_dir/trials.parquet``; write ``out_dir/leaderboard.md``."""
-    out_dir = Path(out_dir)
-    path = out_dir / "trials.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `coretune sweep --out {out_dir}` first")
-    boards = leaderboard_tables(read_table(path, TRIALS))
+def write_report(out: str | Path, console: Console | None = None) -> str:
+    """Print the leaderboards of the results at ``out``; write ``out/leaderboard.md``."""
+    results = ResultsStore(str(out))
+    if not results.has_results():
+        raise FileNotFoundError(f"no trial results under {results.location.path('trials')}: "
+                                f"run `coretune sweep --out {out}` first")
+    boards = leaderboard_tables(results.read("trials"))
     render_rich(boards, console if console is not None else Console())
-    md = out_dir / "leaderboard.md"
-    write_text_atomic(render_markdown(boards), md)
-    return md
+    results.write_text("leaderboard.md", render_markdown(boards))
+    return results.location.path("leaderboard.md")

@@ -1,10 +1,9 @@
-"""Arrow schemas of the three result tables, and atomic Parquet I/O for them.
+"""Arrow schemas of the three result tables, and atomic Parquet I/O for single files.
 
-``TRIALS`` is DESIGN.md's one-row-per-trial table, ``CURVES`` the per-report curves keyed by
-(sweep, trial_id, epoch) and ``SELECTIONS`` the selected indices keyed by
-(selection_key, index). Writes go to a temporary file in the target's directory that is
-fsynced and then ``os.replace``-d over the target, so a crash never leaves a partial file;
-appends re-read the existing file and keep every row whose key is not being rewritten.
+``TRIALS`` is DESIGN.md's one-row-per-student table, ``CURVES`` the per-report curves keyed
+by (sweep, trial_id, epoch) and ``SELECTIONS`` the selected indices keyed by
+(selection_key, index). Sweeps write these as part files (:mod:`coretune.reports.results`);
+single-file writes go to a fsynced temporary file that is ``os.replace``-d over the target.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -42,13 +41,18 @@ TRIALS = _schema(
     ("peak_memory_bytes", _I64, True), ("device", _STR, False),
     ("coretune_version", _STR, False), ("git_sha", _STR, True), ("torch_version", _STR, False),
     ("ray_version", _STR, False), ("started_at", _TS, False), ("finished_at", _TS, False),
+    # added by the middle-layer rebuild (after DESIGN.md's columns, all nullable)
+    ("smoothing", _STR, True), ("val_acc", _F64, True), ("val_top5", _F64, True),
+    ("val_nll", _F64, True), ("val_ece", _F64, True), ("metric", _STR, True),
+    ("data_fingerprint", _STR, True), ("selection_key", _STR, True), ("group_id", _STR, True),
 )
 
 CURVES = _schema(
     ("sweep", _STR, False), ("trial_id", _STR, False), ("epoch", _I64, False),
     ("step", _I64, False), ("coreset_epochs", _F64, False), ("train_loss", _F64, True),
     ("test_acc", _F64, True), ("test_top5", _F64, True), ("test_nll", _F64, True),
-    ("test_ece", _F64, True),
+    ("test_ece", _F64, True), ("val_acc", _F64, True), ("val_top5", _F64, True),
+    ("val_nll", _F64, True), ("val_ece", _F64, True),
 )
 
 SELECTIONS = _schema(
@@ -57,7 +61,7 @@ SELECTIONS = _schema(
     ("index", _I64, False), ("weight", _F64, True),
 )
 
-TRIAL_STATUSES = ("ok", "stopped", "error")
+TRIAL_STATUSES = ("ok", "stopped", "diverged", "error")
 JSON_COLUMNS = frozenset({"selector_args", "budget"})
 
 
@@ -169,42 +173,27 @@ def _read_arrow(path: Path) -> pa.Table:
         raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+def conform(table: pa.Table, schema: pa.Schema, path: Path | str) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns, in order and types.
+
+    A nullable column the file lacks (written before the column existed) becomes null;
+    a missing required column, an unknown column or a type that does not cast raises
+    ValueError naming ``path``.
+    """
     names = table.schema.names
-    missing = [n for n in schema.names if n not in names]
+    missing = [f.name for f in schema if f.name not in names and not f.nullable]
     extra = [n for n in names if n not in schema.names]
     if missing or extra:
         raise ValueError(f"{path}: does not match the expected schema "
                          f"(missing columns {missing}, unexpected columns {extra})")
+    for f in schema:
+        if f.name not in names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
     try:
         return table.select(schema.names).cast(schema, safe=True)
     except (pa.ArrowException, ValueError) as exc:
         raise ValueError(f"{path}: column types do not match the expected schema ({exc})") \
             from exc
-
-
-def append_parquet_atomic(table: pa.Table, path: str | Path,
-                          key_columns: Sequence[str]) -> None:
-    """Add ``table``'s rows to the Parquet file at ``path`` (created if absent), atomically.
-
-    Existing rows whose ``key_columns`` equal those of a new row are replaced by it; every
-    other existing row is kept. An unreadable or mismatching existing file raises ValueError
-    and is left as it is.
-    """
-    path = Path(path)
-    keys = list(key_columns)
-    absent = [k for k in keys if k not in table.schema.names]
-    if not keys or absent:
-        raise ValueError(f"key columns {absent or keys} are not columns of the table")
-    if path.exists():
-        old = _conform(_read_arrow(path), table.schema, path)
-        if old.num_rows and table.num_rows:
-            old_keys = pd.MultiIndex.from_frame(old.select(keys).to_pandas())
-            new_keys = pd.MultiIndex.from_frame(table.select(keys).to_pandas())
-            keep = ~old_keys.isin(new_keys)
-            old = old.filter(pa.array(keep))
-        table = pa.concat_tables([old, table.cast(old.schema)])
-    write_parquet_atomic(table, path)
 
 
 def read_table(path: str | Path, schema: pa.Schema) -> pd.DataFrame:
@@ -216,4 +205,4 @@ def read_table(path: str | Path, schema: pa.Schema) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    return _conform(_read_arrow(path), schema, path).to_pandas()
+    return conform(_read_arrow(path), schema, path).to_pandas()

@@ -1,78 +1,63 @@
-"""Sweep definitions: a YAML search space, validated by pydantic, expanded into trials.
+"""Search spaces: a YAML file, validated by pydantic, expanded into :class:`TrialSpec` s.
 
 A sweep is the grid dataset × arch × selector (× its ``grid`` args) × ratio × label mode
-(× τ, λ, ε) × seed. Validation happens before Ray starts; every error names the field and
-the bad value.
+(× τ, λ, ε) × seed. The recipes and their defaults are :mod:`coretune.spec`'s; this layer
+only adds the grid and the checks of names against the registries (datasets, archs,
+selectors, label modes, artifact kinds). Validation happens before Ray starts; every error
+names the field and the bad value.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from coretune.harness.artifacts import content_key
-from coretune.harness.models import check_model_name
-from coretune.harness.train import Budget, OptimConfig, TrainRecipe
+from coretune.artifacts.graph import UnknownKindError, need_nodes
 from coretune.selectors import get_selector
+from coretune.spec import (
+    AugmentSpec,
+    BudgetSpec,
+    DataSpec,
+    DynamicsSpec,
+    Frozen,
+    OptimizerSpec,
+    RecipeSpec,
+    TrialSpec,
+)
+from coretune.train.data import available_datasets, check_data_spec, dataset_info
+from coretune.train.labels import get_label_source
+from coretune.train.models import check_model_name
+
+METRIC = re.compile(r"^(test|val)_(acc|top5|nll|ece)$")
 
 
 class SpecError(ValueError):
     """An invalid search space; the message names the field and the value."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _as_list(v: Any) -> list:
     return v if isinstance(v, list) else [v]
 
 
-class OptimizerSpec(_Strict):
-    name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
-    batch_size: int = Field(128, ge=1)
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
+class ArchSpec(Frozen):
+    """A student architecture and its builder's arguments (e.g. ``mlp`` hidden sizes)."""
 
-    def config(self) -> OptimConfig:
-        return OptimConfig(**self.model_dump())
+    name: str
+    args: dict[str, Any] = {}
 
-
-class BudgetSpec(_Strict):
-    unit: Literal["epochs", "iterations"] = "epochs"
-    value: int = Field(30, ge=1)
-    max_reports: int = Field(20, ge=1)
-
-    def config(self) -> Budget:
-        return Budget(**self.model_dump())
+    @model_validator(mode="after")
+    def _known(self) -> ArchSpec:
+        check_model_name(self.name, self.args)
+        return self
 
 
-class RecipeSpec(_Strict):
-    """A full-data training run (teacher or training dynamics)."""
-
-    arch: str = "small_cnn"
-    seed: int = 0
-    optimizer: OptimizerSpec = OptimizerSpec()
-    budget: BudgetSpec = BudgetSpec()
-
-    @field_validator("arch")
-    @classmethod
-    def _arch(cls, v: str) -> str:
-        check_model_name(v)
-        return v
-
-    def recipe(self) -> TrainRecipe:
-        return TrainRecipe(self.arch, self.optimizer.config(), self.budget.config())
-
-
-class SelectorSpec(_Strict):
+class SelectorSpec(Frozen):
     name: str
     args: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
@@ -85,9 +70,8 @@ class SelectorSpec(_Strict):
             raise ValueError(f"selector {self.name!r}: {sorted(clash)} in both args and grid")
         for combo in self.expand():
             info.validate_args(combo)
-        beta = [b for c in self.expand() for k, b in c.items() if k == "beta"]
-        for b in beta:
-            if not (isinstance(b, int | float) and 0 <= b < 1):
+            b = combo.get("beta")
+            if b is not None and not (isinstance(b, int | float) and 0 <= b < 1):
                 raise ValueError(f"selector {self.name!r}: beta must be in [0, 1), got {b!r}")
         return self
 
@@ -102,16 +86,24 @@ _LABEL_BOUNDS = {
     "lam": (lambda x: 0 <= x <= 1, "in [0, 1]"),
     "eps": (lambda x: 0 <= x < 1, "in [0, 1)"),
 }
+_NEUTRAL = {"tau": 1.0, "lam": 0.0, "eps": 0.0, "smoothing": "uniform"}
 
 
-class LabelModeSpec(_Strict):
-    """A label regime; τ, λ, ε may each be a list (grid)."""
+class LabelModeSpec(Frozen):
+    """A label regime (a registered label source); τ, λ, ε may each be a list (grid)."""
 
-    mode: Literal["hard", "smooth", "soft", "kd"]
+    mode: str
     tau: float | list[float] = 4.0
     lam: float | list[float] = 1.0
     eps: float | list[float] = 0.1
     smoothing: Literal["uniform", "paper"] = "uniform"
+    args: dict[str, Any] = {}
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        get_label_source(v)
+        return v
 
     @field_validator("tau", "lam", "eps")
     @classmethod
@@ -124,19 +116,17 @@ class LabelModeSpec(_Strict):
         return v
 
     def expand(self) -> list[dict[str, Any]]:
-        """Concrete (label_mode, tau, lam, eps, smoothing) settings; unused knobs neutral."""
-        if self.mode == "hard":
-            return [{"label_mode": "hard", "tau": 1.0, "lam": 0.0, "eps": 0.0,
-                     "smoothing": self.smoothing}]
-        if self.mode == "smooth":
-            return [{"label_mode": "smooth", "tau": 1.0, "lam": 0.0, "eps": float(e),
-                     "smoothing": self.smoothing} for e in _as_list(self.eps)]
-        return [{"label_mode": self.mode, "tau": float(t), "lam": float(lam), "eps": 0.0,
-                 "smoothing": self.smoothing}
-                for t, lam in itertools.product(_as_list(self.tau), _as_list(self.lam))]
+        """Concrete label settings; the knobs this source does not use are neutral."""
+        uses = get_label_source(self.mode).uses
+        grid = {k: [float(x) for x in _as_list(getattr(self, k))] if k in uses else [_NEUTRAL[k]]
+                for k in ("tau", "lam", "eps")}
+        smoothing = self.smoothing if "smoothing" in uses else _NEUTRAL["smoothing"]
+        return [{"label_mode": self.mode, "tau": t, "lam": lam, "eps": e,
+                 "smoothing": smoothing, "label_args": self.args}
+                for t, lam, e in itertools.product(grid["tau"], grid["lam"], grid["eps"])]
 
 
-class ResourcesSpec(_Strict):
+class ResourcesSpec(Frozen):
     """Per trial (fractional GPUs pack trials), and for the teacher service actor."""
 
     cpu: float = Field(1.0, gt=0)
@@ -144,25 +134,29 @@ class ResourcesSpec(_Strict):
     teacher_gpu: float = Field(0.0, ge=0)
 
 
-class SchedulerSpec(_Strict):
+class SchedulerSpec(Frozen):
     name: Literal["fifo", "asha"] = "fifo"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
 
 
-class SweepSpec(_Strict):
+class SweepSpec(Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    datasets: list[str] = Field(min_length=1)
+    plugins: list[str] = []
+    datasets: list[DataSpec] = Field(min_length=1)
     data_root: str | None = None
-    archs: list[str] = Field(min_length=1)
+    archs: list[ArchSpec] = Field(min_length=1)
     selectors: list[SelectorSpec] = Field(min_length=1)
     ratios: list[float] = Field(min_length=1)
     label_modes: list[LabelModeSpec] = Field(min_length=1)
     seeds: list[int] = Field([0], min_length=1)
     budget: BudgetSpec = BudgetSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
+    augment: AugmentSpec | None = None
     teacher: RecipeSpec = RecipeSpec()
-    dynamics: RecipeSpec = RecipeSpec()
+    dynamics: DynamicsSpec = DynamicsSpec()
+    metric: str = "test_acc"
+    students_per_trial: int = Field(1, ge=1)
     resources: ResourcesSpec = ResourcesSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
 
@@ -171,22 +165,30 @@ class SweepSpec(_Strict):
     def _listify(cls, v: Any) -> Any:
         return _as_list(v)
 
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _dataset_names(cls, v: Any) -> Any:
+        return [{"name": d} if isinstance(d, str) else d for d in _as_list(v)]
+
+    @field_validator("archs", mode="before")
+    @classmethod
+    def _arch_names(cls, v: Any) -> Any:
+        return [{"name": a} if isinstance(a, str) else a for a in _as_list(v)]
+
     @field_validator("datasets")
     @classmethod
-    def _datasets(cls, v: list[str]) -> list[str]:
-        from coretune.harness.data import available_datasets
-
-        for name in v:
-            if name not in available_datasets():
-                raise ValueError(f"unknown dataset {name!r}; available: "
+    def _datasets(cls, v: list[DataSpec]) -> list[DataSpec]:
+        for d in v:
+            if d.name not in available_datasets():
+                raise ValueError(f"unknown dataset {d.name!r}; available: "
                                  f"{', '.join(available_datasets())}")
+            check_data_spec(d)
         return v
 
-    @field_validator("archs")
+    @field_validator("teacher", "dynamics")
     @classmethod
-    def _archs(cls, v: list[str]) -> list[str]:
-        for a in v:
-            check_model_name(a)
+    def _recipe_arch(cls, v: RecipeSpec) -> RecipeSpec:
+        check_model_name(v.arch, v.arch_args)
         return v
 
     @field_validator("ratios")
@@ -196,6 +198,22 @@ class SweepSpec(_Strict):
             if not 0 < r <= 1:
                 raise ValueError(f"ratio must be in (0, 1], got {r}")
         return v
+
+    @model_validator(mode="after")
+    def _metric(self) -> SweepSpec:
+        if not METRIC.match(self.metric):
+            raise ValueError(f"metric must be <test|val>_<acc|top5|nll|ece>, got {self.metric!r}")
+        if self.metric.startswith("val_"):
+            bad = [d.name for d in self.datasets if d.val_fraction <= 0]
+            if bad:
+                raise ValueError(f"metric {self.metric!r} needs a validation split: set "
+                                 f"val_fraction > 0 for dataset(s) {bad}")
+        return self
+
+    @property
+    def metric_mode(self) -> str:
+        """Whether the sweep maximises or minimises its metric."""
+        return "max" if self.metric.endswith(("_acc", "_top5")) else "min"
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -207,10 +225,20 @@ def _format_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def import_plugins(modules: Any) -> None:
+    """Import plugin modules (new selectors, artifact kinds, label sources) by name."""
+    for name in _as_list(modules or []):
+        try:
+            importlib.import_module(str(name))
+        except ImportError as err:
+            raise SpecError(f"field 'plugins': cannot import {name!r} ({err})") from None
+
+
 def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
     """Validate a search space given as a mapping; raises :class:`SpecError`."""
     if not isinstance(data, dict):
         raise SpecError(f"invalid search space {source}: expected a mapping at top level")
+    import_plugins(data.get("plugins"))
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as err:
@@ -229,34 +257,45 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec(data, str(path))
 
 
-def expand(spec: SweepSpec) -> list[dict[str, Any]]:
-    """All trials of a sweep as plain dicts (DESIGN.md's TrialSpec fields + trial_id)."""
-    trials = []
-    for dataset, arch, sel, ratio, lm, seed in itertools.product(
+def _with_recipes(trial: TrialSpec) -> TrialSpec:
+    """Keep the teacher and dynamics recipes only if the trial's artifact graph uses them."""
+    needs = set(get_selector(trial.selector).needs(trial.selector_args))
+    needs |= get_label_source(trial.label_mode).needs
+    try:
+        kinds = {n.kind for node in need_nodes(needs, trial, "").values() for n in node.walk()}
+    except UnknownKindError as err:
+        raise SpecError(f"search space {trial.sweep}: selector {trial.selector!r} / label "
+                        f"mode {trial.label_mode!r}: {err}") from None
+    return trial.model_copy(update={
+        "teacher": trial.teacher if "teacher" in kinds else None,
+        "dynamics": trial.dynamics if "dynamics" in kinds else None})
+
+
+def expand(spec: SweepSpec) -> list[TrialSpec]:
+    """All students of a sweep, in a fixed order."""
+    trials, seen = [], set()
+    for data, arch, sel, ratio, lm, seed in itertools.product(
             spec.datasets, spec.archs, spec.selectors, spec.ratios, spec.label_modes,
             spec.seeds):
+        default_aug = dataset_info(data.name).augment
+
+        def resolve(a: AugmentSpec | None, default: AugmentSpec = default_aug) -> AugmentSpec:
+            return default if a is None else a
+
         for args, labels in itertools.product(sel.expand(), lm.expand()):
-            trial = {
-                "sweep": spec.name, "dataset": dataset, "data_root": spec.data_root,
-                "arch": arch, "selector": sel.name, "selector_args": args,
-                "ratio": float(ratio), "seed": int(seed),
-                "beta": float(args["beta"]) if "beta" in args else None, **labels,
-                "budget": spec.budget.model_dump(), "optimizer": spec.optimizer.model_dump(),
-                "teacher": spec.teacher.model_dump() if labels["label_mode"] in ("soft", "kd")
-                else None,
-                "dynamics": spec.dynamics.model_dump()
-                if "scores" in get_selector(sel.name).needs(args) else None,
-            }
-            trial["trial_id"] = content_key("trial", trial).split("-", 1)[1][:12]
+            trial = _with_recipes(TrialSpec(
+                sweep=spec.name, dataset=data, arch=arch.name, arch_args=arch.args,
+                selector=sel.name, selector_args=args, ratio=float(ratio), seed=int(seed),
+                **labels, budget=spec.budget, optimizer=spec.optimizer,
+                augment=resolve(spec.augment),
+                teacher=spec.teacher.model_copy(update={"augment": resolve(spec.teacher.augment)}),
+                dynamics=spec.dynamics.model_copy(
+                    update={"augment": resolve(spec.dynamics.augment)}),
+                metric=spec.metric))
+            science = repr(trial.science())
+            if science in seen:
+                raise SpecError(f"search space {spec.name}: it lists the same trial more "
+                                "than once")
+            seen.add(science)
             trials.append(trial)
-    ids = [t["trial_id"] for t in trials]
-    if len(set(ids)) != len(ids):
-        raise SpecError(f"search space {spec.name}: it lists the same trial more than once")
     return trials
-
-
-def selection_key(trial: dict[str, Any]) -> str:
-    """Content key of a trial's coreset (shared by its label modes)."""
-    return content_key("selection", {
-        k: trial[k] for k in ("dataset", "selector", "selector_args", "ratio", "seed",
-                              "dynamics")})

@@ -15,8 +15,15 @@ from typing import Any
 
 import numpy as np
 
-#: Artifacts a selector may declare it needs.
-NEEDS = frozenset({"labels", "scores", "embeddings", "knn", "pseudo_labels"})
+#: Artifacts a selector may declare it needs: the built-in ones, plus every need an
+#: artifact kind registers as provided (see :func:`register_need`).
+BUILTIN_NEEDS = ("labels", "scores", "embeddings", "knn", "pseudo_labels")
+NEEDS: set[str] = set(BUILTIN_NEEDS)
+
+
+def register_need(name: str) -> None:
+    """Let selectors declare ``name`` (called when an artifact kind provides it)."""
+    NEEDS.add(name)
 
 #: Orientation of training-dynamics scores: True if a higher raw value means harder.
 #: AUM (Pleiss et al. 2020) is low for hard/mislabelled samples; forgetting counts
@@ -67,6 +74,26 @@ class SelectionContext:
     embeddings_: np.ndarray | None = field(default=None, repr=False)
     knn_: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     pseudo_labels_: np.ndarray | None = field(default=None, repr=False)
+    extras_: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_needs(cls, num_samples: int, num_classes: int, seed: int,
+                   artifacts: Mapping[str, Any]) -> SelectionContext:
+        """A context holding ``artifacts`` by need name (built-in needs in their fields)."""
+        builtin = {f"{k}_": v for k, v in artifacts.items() if k in BUILTIN_NEEDS}
+        extras = {k: v for k, v in artifacts.items() if k not in BUILTIN_NEEDS}
+        return cls(num_samples, num_classes, seed, **builtin, extras_=extras or None)
+
+    def artifact(self, name: str) -> Any:
+        """The artifact of need ``name`` (any need, built-in or registered by a plugin)."""
+        if name in BUILTIN_NEEDS:
+            return self._get(name)
+        value = (self.extras_ or {}).get(name)
+        if value is None:
+            raise MissingArtifactError(
+                f"this selection context holds no {name!r}: the selector must declare "
+                f"needs={{{name!r}}}")
+        return value
 
     def __post_init__(self) -> None:
         n = self.num_samples
@@ -232,7 +259,9 @@ def select(name: str, ctx: SelectionContext, budget: int, **args: Any) -> Select
         raise TypeError(f"budget must be an integer, got {budget!r}")
     if not 1 <= budget <= ctx.num_samples:
         raise ValueError(f"budget must be in [1, {ctx.num_samples}], got {budget}")
-    withheld = {f"{a}_": None for a in NEEDS - info.needs(args)}
+    needs = info.needs(args)
+    withheld: dict[str, Any] = {f"{a}_": None for a in set(BUILTIN_NEEDS) - needs}
+    withheld["extras_"] = {k: v for k, v in (ctx.extras_ or {}).items() if k in needs} or None
     out = info.fn(dataclasses.replace(ctx, **withheld), int(budget), **args)
     sel = out if isinstance(out, Selection) else Selection(np.asarray(out))
     raw = np.asarray(sel.indices)

@@ -1,6 +1,6 @@
 """Difficulty-score selectors from training dynamics: keep the hardest (or easiest) samples.
 
-Scores come from one full-data run on ground-truth labels (see ``harness.dynamics``), so
+Scores come from one full-data run on ground-truth labels (see ``coretune.artifacts.dynamics``), so
 these selectors are supervised (``label_free=False``) even though they read only scores.
 ``SelectionContext.difficulty`` orients every score so that higher means harder.
 """

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coretune.harness.data import AugmentSpec
+from coretune.spec import AugmentSpec
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -69,3 +69,15 @@ def augment_views(
     dy, dx, flip = (torch.as_tensor(a, device=images.device)
                     for a in view_params(seed, epochs, indices, spec))
     return augment_batch(images, dy, dx, flip, spec.pad)
+
+
+def add_input_noise(x: torch.Tensor, std: float, seed: int, epoch: int, step: int) -> torch.Tensor:
+    """Gaussian noise of ``std`` on the normalised batch, from a generator of (seed, epoch, step).
+
+    Replayable like the crops, but per batch: the same trial gives the same noise.
+    """
+    if std <= 0:
+        return x
+    key = int(view_keys(seed, epoch, np.asarray([step], dtype=np.uint64))[0] >> np.uint64(1))
+    gen = torch.Generator(device=x.device).manual_seed(key)
+    return x + std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)

@@ -9,13 +9,16 @@ provide it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from coretune.spec import AugmentSpec, DataSpec
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 DATA_ROOT_ENV = "CORETUNE_DATA"
@@ -30,14 +33,6 @@ class UnknownDatasetError(ValueError):
 
 
 @dataclass(frozen=True)
-class AugmentSpec:
-    """Batched train-time augmentation: random crop after zero ``pad`` and optional h-flip."""
-
-    pad: int = 0
-    flip: bool = False
-
-
-@dataclass(frozen=True)
 class ImageDataset:
     """A train/test split of uint8 images with integer labels."""
 
@@ -48,6 +43,9 @@ class ImageDataset:
     test_y: np.ndarray
     num_classes: int
     augment: AugmentSpec
+    val_x: np.ndarray | None = field(default=None, repr=False)
+    val_y: np.ndarray | None = field(default=None, repr=False)
+    fingerprint: str = ""
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -76,6 +74,8 @@ class DeviceData:
     std: torch.Tensor
     num_classes: int
     augment: AugmentSpec
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -90,29 +90,43 @@ def to_device(ds: ImageDataset, device: str | torch.device = "cpu") -> DeviceDat
     """Move a dataset to ``device`` once; trials then slice it by index."""
     dev = torch.device(device)
     stat = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev).view(1, -1, 1, 1)  # noqa: E731
+    labels = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.int64, device=dev)  # noqa: E731
     return DeviceData(
-        train_x=torch.as_tensor(ds.train_x, device=dev),
-        train_y=torch.as_tensor(ds.train_y, dtype=torch.int64, device=dev),
-        test_x=torch.as_tensor(ds.test_x, device=dev),
-        test_y=torch.as_tensor(ds.test_y, dtype=torch.int64, device=dev),
-        mean=stat(ds.mean),
-        std=stat(ds.std),
-        num_classes=ds.num_classes,
-        augment=ds.augment,
+        train_x=torch.as_tensor(ds.train_x, device=dev), train_y=labels(ds.train_y),
+        test_x=torch.as_tensor(ds.test_x, device=dev), test_y=labels(ds.test_y),
+        mean=stat(ds.mean), std=stat(ds.std), num_classes=ds.num_classes, augment=ds.augment,
+        val_x=None if ds.val_x is None else torch.as_tensor(ds.val_x, device=dev),
+        val_y=labels(ds.val_y),
     )
 
 
-Loader = Callable[[Path | None, bool], ImageDataset]
-_DATASETS: dict[str, tuple[Loader, Callable[[Path | None], Path]]] = {}
+#: ``loader(root, download, spec) -> ImageDataset`` (train and test splits)
+Loader = Callable[[Path | None, bool, DataSpec], ImageDataset]
 
 
-def register_dataset(
-    name: str, default_root: Callable[[Path | None], Path]
-) -> Callable[[Loader], Loader]:
-    """Register ``loader(root, download) -> ImageDataset``; ``default_root`` resolves the path."""
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset: its loader, where it is looked for, and its defaults."""
+
+    name: str
+    loader: Loader
+    default_root: Callable[[Path | None], Path]
+    num_classes: int
+    augment: AugmentSpec  # the default train-time augmentation
+    test_fraction: float | None = None  # default split if there is no canonical test split
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, default_root: Callable[[Path | None], Path], num_classes: int,
+                     augment: AugmentSpec, test_fraction: float | None = None
+                     ) -> Callable[[Loader], Loader]:
+    """Register ``loader(root, download, spec) -> ImageDataset`` under ``name``."""
 
     def decorate(fn: Loader) -> Loader:
-        _DATASETS[name] = (fn, default_root)
+        _DATASETS[name] = DatasetInfo(name, fn, default_root, num_classes, augment,
+                                      test_fraction)
         return fn
 
     return decorate
@@ -122,7 +136,7 @@ def available_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
-def _lookup(name: str) -> tuple[Loader, Callable[[Path | None], Path]]:
+def dataset_info(name: str) -> DatasetInfo:
     try:
         return _DATASETS[name]
     except KeyError:
@@ -133,13 +147,55 @@ def _lookup(name: str) -> tuple[Loader, Callable[[Path | None], Path]]:
 
 def dataset_root(name: str, root: str | Path | None = None) -> Path:
     """Where dataset ``name`` is looked for (``root``, else ``$CORETUNE_DATA/<name>``, ...)."""
-    return _lookup(name)[1](Path(root) if root else None)
+    return dataset_info(name).default_root(Path(root) if root else None)
 
 
-def load_dataset(name: str, root: str | Path | None = None, download: bool = False) -> ImageDataset:
-    """Load dataset ``name`` from ``root`` (or its default location)."""
-    loader, _ = _lookup(name)
-    return loader(Path(root) if root else None, download)
+def check_data_spec(spec: DataSpec) -> None:
+    """Refuse split options a dataset cannot honour (names the field)."""
+    info = dataset_info(spec.name)
+    if spec.test_fraction is not None and info.test_fraction is None:
+        raise ValueError(f"dataset {spec.name!r} has a canonical test split; "
+                         f"test_fraction must be unset, got {spec.test_fraction}")
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (kept, held-out) positions, ``fraction`` held out per class (scikit-learn)."""
+    from sklearn.model_selection import train_test_split
+
+    keep, held = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels,
+                                  random_state=seed)
+    return np.sort(keep), np.sort(held)
+
+
+def fingerprint(ds: ImageDataset) -> str:
+    """Content hash of the splits (images and labels): what keys depend on, not the path."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(ds.name.encode())
+    for arr in (ds.train_x, ds.train_y, ds.val_x, ds.val_y, ds.test_x, ds.test_y):
+        if arr is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(arr)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return f"{ds.name}:{h.hexdigest()}"
+
+
+def load_dataset(spec: DataSpec | str, root: str | Path | None = None,
+                 download: bool = False) -> ImageDataset:
+    """Load the dataset of ``spec`` (or a name) from ``root`` or its default location.
+
+    Applies the spec's validation split and sets the content :func:`fingerprint`.
+    """
+    spec = DataSpec(name=spec) if isinstance(spec, str) else spec
+    check_data_spec(spec)
+    ds = dataset_info(spec.name).loader(Path(root) if root else None, download, spec)
+    if spec.val_fraction > 0:
+        keep, held = stratified_split(ds.train_y, spec.val_fraction, spec.split_seed)
+        ds = replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep],
+                     val_x=ds.train_x[held], val_y=ds.train_y[held])
+    return replace(ds, fingerprint=fingerprint(ds))
 
 
 def _env_root(name: str, fallback: Path | None = None) -> Callable[[Path | None], Path]:
@@ -154,20 +210,18 @@ def _env_root(name: str, fallback: Path | None = None) -> Callable[[Path | None]
 
 
 # ---------------------------------------------------------------- digits (embedded default)
-@register_dataset("digits", default_root=lambda root: Path("sklearn://load_digits"))
-def _load_digits(root: Path | None, download: bool) -> ImageDataset:
-    """scikit-learn's 1,797 real 8×8 handwritten digits; fixed stratified 80/20 split."""
+@register_dataset("digits", default_root=lambda root: Path("sklearn://load_digits"),
+                  num_classes=10, augment=AugmentSpec(pad=1), test_fraction=0.2)
+def _load_digits(root: Path | None, download: bool, spec: DataSpec) -> ImageDataset:
+    """scikit-learn's 1,797 real 8×8 handwritten digits; stratified seeded test split."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # [N,1,8,8]
     labels = bunch.target.astype(np.int64)
-    tr, te = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels,
-                              random_state=0)
-    tr, te = np.sort(tr), np.sort(te)
+    tr, te = stratified_split(labels, spec.test_fraction or 0.2, spec.split_seed)
     return ImageDataset("digits", images[tr], labels[tr], images[te], labels[te], 10,
-                        AugmentSpec(pad=1, flip=False))
+                        AugmentSpec(pad=1))
 
 
 # ---------------------------------------------------------------- Fashion-MNIST (idx files)
@@ -197,8 +251,9 @@ def _find_idx(root: Path, stem: str) -> Path | None:
     return None
 
 
-@register_dataset("fashion_mnist", default_root=_env_root("fashion_mnist", FASHION_MNIST_ROOT))
-def _load_fashion_mnist(root: Path | None, download: bool) -> ImageDataset:
+@register_dataset("fashion_mnist", default_root=_env_root("fashion_mnist", FASHION_MNIST_ROOT),
+                  num_classes=10, augment=AugmentSpec(pad=2, flip=True))
+def _load_fashion_mnist(root: Path | None, download: bool, spec: DataSpec) -> ImageDataset:
     """Fashion-MNIST (Xiao et al. 2017) from idx files, e.g. Debian's dataset-fashion-mnist."""
     root = dataset_root("fashion_mnist", root)
     found = {k: _find_idx(root, stem) for k, stem in _FMNIST_FILES.items()}
@@ -218,7 +273,7 @@ def _load_fashion_mnist(root: Path | None, download: bool) -> ImageDataset:
 # ---------------------------------------------------------------- torchvision datasets
 def _torchvision(name: str, cls_name: str, num_classes: int, augment: AugmentSpec,
                  split_kw: tuple[dict, dict]) -> Loader:
-    def load(root: Path | None, download: bool) -> ImageDataset:
+    def load(root: Path | None, download: bool, spec: DataSpec) -> ImageDataset:
         import torchvision.datasets as tvd
 
         root = dataset_root(name, root)
@@ -244,13 +299,11 @@ def _torchvision(name: str, cls_name: str, num_classes: int, augment: AugmentSpe
     return load
 
 
-register_dataset("cifar10", _env_root("cifar10"))(
-    _torchvision("cifar10", "CIFAR10", 10, AugmentSpec(4, True),
-                 ({"train": True}, {"train": False})))
-register_dataset("cifar100", _env_root("cifar100"))(
-    _torchvision("cifar100", "CIFAR100", 100, AugmentSpec(4, True),
-                 ({"train": True}, {"train": False})))
-register_dataset("stl10", _env_root("stl10"))(
-    _torchvision("stl10", "STL10", 10, AugmentSpec(12, True),
-                 ({"split": "train"}, {"split": "test"})))
-
+for _name, _cls, _k, _aug, _kw in (
+        ("cifar10", "CIFAR10", 10, AugmentSpec(pad=4, flip=True),
+         ({"train": True}, {"train": False})),
+        ("cifar100", "CIFAR100", 100, AugmentSpec(pad=4, flip=True),
+         ({"train": True}, {"train": False})),
+        ("stl10", "STL10", 10, AugmentSpec(pad=12, flip=True),
+         ({"split": "train"}, {"split": "test"}))):
+    register_dataset(_name, _env_root(_name), _k, _aug)(_torchvision(_name, _cls, _k, _aug, _kw))

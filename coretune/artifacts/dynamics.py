@@ -11,25 +11,30 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from coretune.harness.artifacts import Artifact, ArtifactStore, content_key
-from coretune.harness.data import DeviceData, ImageDataset, to_device
-from coretune.harness.losses import LossConfig
-from coretune.harness.models import build_model
-from coretune.harness.train import Hooks, TrainRecipe, plan_steps, predict_logits, train_model
+from coretune.artifacts.graph import BuildContext, provider_of, register_artifact
+from coretune.artifacts.store import Artifact, Built
+from coretune.artifacts.teacher import train_full
+from coretune.spec import DynamicsSpec, TrialSpec
+from coretune.train.data import DeviceData, ImageDataset, to_device
+from coretune.train.evaluate import predict_logits
+from coretune.train.loop import Hooks, plan_steps
 
 SCORE_NAMES = ("aum", "forgetting", "el2n")
+GROUND_TRUTH = "ground_truth"
 
 
 class DynamicsRecorder:
     """Accumulates AUM, forgetting and EL2N on the device, vectorised per batch."""
 
-    def __init__(self, data: DeviceData, labels: torch.Tensor, num_epochs: int, el2n_epoch: int):
+    def __init__(self, data: DeviceData, labels: torch.Tensor, num_epochs: int,
+                 el2n_epoch: int):
         n, dev = labels.numel(), labels.device
         self.data, self.labels = data, labels
         self.num_epochs, self.el2n_epoch = num_epochs, el2n_epoch
@@ -67,54 +72,50 @@ class DynamicsRecorder:
                 "el2n": self.el2n.cpu().numpy()}
 
 
-def dynamics_key(dataset: str, label_source: str, seed: int, recipe: TrainRecipe,
-                 el2n_epoch: int) -> str:
-    return content_key("dynamics", {"dataset": dataset, "label_source": label_source,
-                                    "seed": seed, "recipe": recipe.as_dict(),
-                                    "el2n_epoch": el2n_epoch})
-
-
-def default_el2n_epoch(recipe: TrainRecipe, n: int) -> int:
+def default_el2n_epoch(recipe: DynamicsSpec, n: int) -> int:
     """Paul et al. score at ~10% of training (epoch 20 of 200); at least one epoch."""
-    _, _, _, report_epochs = plan_steps(n, recipe.optim, recipe.budget)
+    _, _, _, report_epochs = plan_steps(n, recipe.optimizer, recipe.budget)
     return max(1, round(0.1 * report_epochs[-1]))
 
 
-def record_dynamics(ds: ImageDataset, seed: int, recipe: TrainRecipe,
-                    labels: np.ndarray | None = None, label_source: str = "ground_truth",
-                    el2n_epoch: int | None = None, device: str = "cpu"):
-    """Train on the full split with ``labels`` (ground truth by default) and record scores.
-
-    Returns (arrays, meta, blobs) for :meth:`ArtifactStore.save`.
-    """
+def record_dynamics(ds: ImageDataset, recipe: DynamicsSpec, labels: np.ndarray | None = None,
+                    device: str = "cpu") -> Built:
+    """Train on the full split with ``labels`` (ground truth by default) and record scores."""
+    n = len(ds.train_y)
+    y = ds.train_y if labels is None else np.asarray(labels, dtype=np.int64)
+    if y.shape != (n,):
+        raise ValueError(f"dynamics labels have shape {y.shape}, expected ({n},)")
+    _, _, _, report_epochs = plan_steps(n, recipe.optimizer, recipe.budget)
+    el2n_epoch = recipe.el2n_epoch or default_el2n_epoch(recipe, n)
     data = to_device(ds, device)
-    y = torch.as_tensor(ds.train_y if labels is None else labels, dtype=torch.int64,
-                        device=data.device)
-    n = y.numel()
-    _, _, _, report_epochs = plan_steps(n, recipe.optim, recipe.budget)
-    el2n_epoch = el2n_epoch or default_el2n_epoch(recipe, n)
-    rec = DynamicsRecorder(data, y, report_epochs[-1], el2n_epoch)
-    relabelled = data if labels is None else dataclasses.replace(data, train_y=y)
-    torch.manual_seed(seed)
-    model = build_model(recipe.arch, ds.input_shape, ds.num_classes).to(data.device)
-    result = train_model(model, relabelled, np.arange(n), LossConfig("hard"), recipe.optim,
-                         recipe.budget, seed, hooks=Hooks(rec.on_batch, rec.on_epoch_end))
-    meta = {"dataset": ds.name, "label_source": label_source, "seed": seed,
-            "recipe": recipe.as_dict(), "el2n_epoch": el2n_epoch,
+    targets = torch.as_tensor(y, device=data.device)
+    rec = DynamicsRecorder(data, targets, report_epochs[-1], el2n_epoch)
+    _, result = train_full(data, recipe, Hooks(rec.on_batch, rec.on_epoch_end), targets)
+    meta = {"dataset": ds.name, "label_source": recipe.label_source, "seed": recipe.seed,
+            "recipe": recipe.model_dump(mode="json"), "el2n_epoch": el2n_epoch,
             "final_test_acc": result.metrics.get("test_acc"), "train_seconds": result.seconds}
-    return rec.scores(), meta, None
+    return Built(rec.scores(), meta)
 
 
-def ground_truth_dynamics_key(ds: ImageDataset, seed: int, recipe: TrainRecipe) -> str:
-    """Key of the ground-truth dynamics run that :func:`get_dynamics` caches."""
-    return dynamics_key(ds.name, "ground_truth", seed, recipe,
-                        default_el2n_epoch(recipe, len(ds.train_y)))
+def dynamics_params(trial: TrialSpec) -> Mapping[str, Any] | None:
+    return None if trial.dynamics is None else trial.dynamics.model_dump(mode="json")
 
 
-def get_dynamics(store: ArtifactStore, ds: ImageDataset, seed: int, recipe: TrainRecipe,
-                 device: str = "cpu") -> tuple[Artifact, bool]:
-    """Cached ground-truth training dynamics of (dataset, arch, seed, recipe)."""
-    el2n_epoch = default_el2n_epoch(recipe, len(ds.train_y))
-    return store.get_or_compute(
-        ground_truth_dynamics_key(ds, seed, recipe),
-        lambda: record_dynamics(ds, seed, recipe, el2n_epoch=el2n_epoch, device=device))
+def dynamics_deps(trial: TrialSpec) -> dict[str, str]:
+    """Ground truth comes with the dataset; any other label source is an artifact."""
+    source = trial.dynamics.label_source if trial.dynamics is not None else GROUND_TRUTH
+    return {} if source == GROUND_TRUTH else {"labels": provider_of(source).name}
+
+
+def scores_of(art: Artifact) -> dict[str, np.ndarray]:
+    """What a selector that needs ``scores`` is handed."""
+    return {k: art.array(k) for k in SCORE_NAMES}
+
+
+@register_artifact("dynamics", version=1, params=dynamics_params, deps=dynamics_deps,
+                   provides={"scores"}, context=scores_of, gpu=True)
+def build_dynamics(ctx: BuildContext) -> Built:
+    """Per-sample AUM, forgetting and EL2N of one full-data run on the trial's label source."""
+    recipe = DynamicsSpec.model_validate(ctx.params)
+    labels = ctx.deps["labels"].array("labels") if "labels" in ctx.deps else None
+    return record_dynamics(ctx.dataset, recipe, labels, ctx.device)

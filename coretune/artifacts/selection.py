@@ -1,0 +1,73 @@
+"""The selection kind: a coreset (indices, optional weights) of a selector on a dataset.
+
+Its dependencies are whatever the selector needs (scores, embeddings, …, each the artifact
+kind that provides it); the :class:`~coretune.selectors.SelectionContext` is built from them
+generically. ``labels`` come from the dataset and only when declared: label-free selectors
+never see them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from coretune.artifacts.graph import BuildContext, provider_of, register_artifact
+from coretune.artifacts.store import Artifact, Built
+from coretune.selectors import SelectionContext, budget_for, get_selector, select
+from coretune.spec import TrialSpec
+
+
+def selection_params(trial: TrialSpec) -> Mapping[str, Any]:
+    return {"selector": trial.selector, "args": trial.selector_args, "ratio": trial.ratio,
+            "seed": trial.seed}
+
+
+def selector_needs(trial: TrialSpec) -> frozenset[str]:
+    return get_selector(trial.selector).needs(trial.selector_args)
+
+
+def selection_deps(trial: TrialSpec) -> dict[str, str]:
+    """Each need of the selector (but labels) → the kind that provides it."""
+    return {need: provider_of(need).name for need in sorted(selector_needs(trial) - {"labels"})}
+
+
+def consumer_view(need: str, art: Artifact) -> Any:
+    """What a selector or label source is handed for ``need``: the kind's ``context``."""
+    kind = provider_of(need)
+    return kind.context(art) if kind.context is not None else art
+
+
+def selection_context(ctx: BuildContext) -> SelectionContext:
+    """The selector's context from the built dependencies (labels only if declared)."""
+    p, ds = ctx.params, ctx.dataset
+    needs = get_selector(p["selector"]).needs(p["args"])
+    artifacts = {need: consumer_view(need, art) for need, art in ctx.deps.items()}
+    if "labels" in needs:
+        artifacts["labels"] = ds.train_y
+    return SelectionContext.from_needs(len(ds.train_y), ds.num_classes, int(p["seed"]),
+                                       artifacts)
+
+
+@register_artifact("selection", version=1, params=selection_params, deps=selection_deps,
+                   provides={"selection"})
+def build_selection(ctx: BuildContext) -> Built:
+    """Run the selector under its contract (exactly the budget, unique, in range)."""
+    p = ctx.params
+    started = time.perf_counter()
+    sel = select(p["selector"], selection_context(ctx),
+                 budget_for(len(ctx.dataset.train_y), float(p["ratio"])), **p["args"])
+    arrays = {"indices": sel.indices}
+    if sel.weights is not None:
+        arrays["weights"] = sel.weights
+    meta = {**p, "dataset": ctx.dataset.name, "n": int(sel.indices.size),
+            "select_seconds": time.perf_counter() - started,
+            "deps": {name: art.key for name, art in ctx.deps.items()}}
+    return Built(arrays, meta)
+
+
+def load_selection(art: Artifact) -> tuple[np.ndarray, np.ndarray | None]:
+    """(indices, weights or None) of a selection artifact."""
+    return art.array("indices"), (art.array("weights") if art.has("weights") else None)

@@ -1,0 +1,208 @@
+"""Content-addressed artifact store on any filesystem (local, NFS, ``s3://…``).
+
+An artifact is a directory ``<root>/<kind>/<key>/`` of ``.npy`` arrays and binary blobs.
+The store writes the files first and its commit marker ``_COMMIT.json`` last; the marker
+holds each file's SHA-256, computed by the store from the bytes it wrote, and the
+artifact's metadata. Anything without a marker is absent (a crashed build is rebuilt,
+never read); a marker whose files fail their checksum raises
+:class:`CorruptArtifactError` naming the file, and nothing is deleted.
+
+:meth:`ArtifactStore.build_once` makes each artifact exactly once across threads,
+processes, drivers and nodes: the builder holds ``_LOCK`` (an exclusive create, kept
+alive by a heartbeat); everyone else waits for the commit marker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from coretune.storage import Location
+
+COMMIT = "_COMMIT.json"
+LOCK = "_LOCK"
+STORE_FORMAT = 2
+
+
+class CorruptArtifactError(RuntimeError):
+    """A committed artifact whose files are missing, unreadable or fail their checksum."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a compute function returns: arrays, metadata, optional binary blobs."""
+
+    arrays: Mapping[str, np.ndarray]
+    meta: Mapping[str, Any]
+    blobs: Mapping[str, bytes] | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A committed artifact: its key, where it lives, its metadata and file checksums."""
+
+    key: str
+    location: Location
+    meta: dict[str, Any]
+    files: dict[str, str]
+
+    @property
+    def path(self) -> str:
+        return self.location.base
+
+    def has(self, name: str) -> bool:
+        return f"{name}.npy" in self.files or f"{name}.bin" in self.files
+
+    def array(self, name: str, mmap: bool = False) -> np.ndarray:
+        if mmap and self.location.is_local:
+            return np.load(self.location.path(f"{name}.npy"), mmap_mode="r", allow_pickle=False)
+        return np.load(io.BytesIO(self.location.read_bytes(f"{name}.npy")), allow_pickle=False)
+
+    def blob(self, name: str) -> bytes:
+        return self.location.read_bytes(f"{name}.bin")
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+class ArtifactStore:
+    """A directory of content-addressed artifacts on any ``pyarrow.fs`` filesystem."""
+
+    def __init__(self, root: str | os.PathLike, stale_after: float = 120.0):
+        self.location = Location(root)
+        self.uri = self.location.uri
+        self.stale_after = stale_after
+
+    @property
+    def root(self) -> str:
+        return self.location.base
+
+    def __reduce__(self):
+        return (ArtifactStore, (self.uri, self.stale_after))
+
+    def _dir(self, key: str) -> Location:
+        return self.location.child(key.split("-", 1)[0], key)
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is committed (its marker is there; files are checked on load)."""
+        return self._dir(key).is_file(COMMIT)
+
+    def load(self, key: str, verify: bool = True) -> Artifact:
+        """Open committed artifact ``key``, checking every file against its SHA-256."""
+        where = self._dir(key)
+        hint = f"delete {where.path()} to rebuild it"
+        try:
+            marker = json.loads(where.read_bytes(COMMIT))
+            files, meta = dict(marker["files"]), dict(marker["meta"])
+        except FileNotFoundError:
+            raise CorruptArtifactError(f"artifact {key} is not committed at {where.path()}") \
+                from None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CorruptArtifactError(f"artifact {key}: unreadable commit marker "
+                                       f"{where.path(COMMIT)} ({err}); {hint}") from None
+        if marker.get("key") != key:
+            raise CorruptArtifactError(f"artifact {key}: {where.path(COMMIT)} belongs to "
+                                       f"{marker.get('key')!r}; {hint}")
+        if verify:
+            for name, digest in files.items():
+                try:
+                    data = where.read_bytes(name)
+                except (FileNotFoundError, OSError):
+                    raise CorruptArtifactError(
+                        f"artifact {key}: missing file {where.path(name)}; {hint}") from None
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise CorruptArtifactError(f"artifact {key}: {where.path(name)} fails its "
+                                               f"checksum (corrupt cache); {hint}")
+        return Artifact(key=key, location=where, meta=meta, files=files)
+
+    def save(self, key: str, built: Built) -> Artifact:
+        """Write the files, then the commit marker with the checksums computed here."""
+        where = self._dir(key)
+        files: dict[str, str] = {}
+        payloads = {f"{n}.npy": _npy_bytes(a) for n, a in built.arrays.items()}
+        payloads |= {f"{n}.bin": bytes(b) for n, b in (built.blobs or {}).items()}
+        for name, data in payloads.items():
+            where.write_bytes(name, data)
+            files[name] = hashlib.sha256(data).hexdigest()
+        marker = {"key": key, "store_format": STORE_FORMAT, "files": files,
+                  "meta": dict(built.meta), "committed_at": datetime.now(UTC).isoformat(),
+                  "builder": f"{socket.gethostname()}:{os.getpid()}"}
+        where.write_bytes(COMMIT, json.dumps(marker, indent=1, default=str).encode())
+        return self.load(key, verify=False)
+
+    def get_or_compute(self, key: str, compute: Callable[[], Built]) -> tuple[Artifact, bool]:
+        """Alias of :meth:`build_once`."""
+        return self.build_once(key, compute)
+
+    def build_once(self, key: str, compute: Callable[[], Built], poll: float = 0.1
+                   ) -> tuple[Artifact, bool]:
+        """Load ``key`` if committed, else build it exactly once: (artifact, built_here).
+
+        The builder holds the artifact's lock; others wait for its commit marker, and take
+        over if the lock's heartbeat stops (a killed builder) or it is released uncommitted.
+        """
+        where = self._dir(key)
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}".encode()
+        while True:
+            if self.exists(key):
+                return self.load(key), False
+            if where.create_exclusive(LOCK, token):
+                break
+            self._break_if_stale(where)
+            time.sleep(poll)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(where, stop), daemon=True)
+        beat.start()
+        try:
+            if self.exists(key):  # committed between our check and our lock
+                return self.load(key), False
+            return self.save(key, compute()), True
+        finally:
+            stop.set()
+            beat.join()
+            where.delete(LOCK)
+
+    def _heartbeat(self, where: Location, stop: threading.Event) -> None:
+        while not stop.wait(self.stale_after / 4):
+            try:
+                where.touch(LOCK)
+            except OSError:
+                pass
+
+    def _break_if_stale(self, where: Location) -> None:
+        info = where.info(LOCK)
+        if info.mtime is None:
+            return
+        age = time.time() - info.mtime.timestamp()
+        if age > self.stale_after:
+            where.delete(LOCK)
+
+
+def torch_state_bytes(state: Mapping[str, Any]) -> bytes:
+    """Serialise a torch state dict to bytes (an artifact blob)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    return buf.getvalue()
+
+
+def torch_state_from_bytes(data: bytes, device: str = "cpu") -> dict[str, Any]:
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location=device, weights_only=True)

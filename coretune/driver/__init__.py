@@ -1,0 +1,1 @@
+"""The driver: a pure planner (:mod:`.plan`) and the Ray runner (:mod:`.run`, :mod:`.worker`)."""

@@ -1,0 +1,172 @@
+"""The planner: spec → students to run, grouped into Tune trials, and their artifact DAG.
+
+Pure: no Ray, nothing written. Everything that can fail on bad input — the spec, the
+datasets, earlier results, a corrupt cache, storage a cluster cannot share — fails here,
+before Ray starts. ``coretune sweep --dry-run`` prints :func:`describe` of the plan.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coretune.artifacts.graph import Node, need_nodes, node_for
+from coretune.artifacts.store import ArtifactStore
+from coretune.reports.results import ResultsStore
+from coretune.search_spaces.schema import SweepSpec, expand, load_spec
+from coretune.selectors import get_selector
+from coretune.spec import DataSpec, TrialSpec, canonical_json
+from coretune.storage import Location
+from coretune.train.data import ImageDataset, load_dataset
+from coretune.train.labels import get_label_source
+
+CACHE_ENV = "CORETUNE_CACHE"
+DEMO_SPEC = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
+
+
+def default_cache_dir() -> str:
+    return os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "coretune"))
+
+
+def data_key(spec: DataSpec) -> str:
+    """Identity of a dataset spec within a sweep (name + split options)."""
+    return canonical_json(spec)
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One student: its spec, id, dataset, coreset node and label-source nodes."""
+
+    spec: TrialSpec
+    trial_id: str
+    data_key: str
+    fingerprint: str
+    selection: Node
+    label_nodes: dict[str, Node]
+
+    @property
+    def teacher_key(self) -> str | None:
+        node = self.label_nodes.get("teacher")
+        return None if node is None else node.key
+
+    def payload(self) -> dict:
+        """What a Tune trial needs to train this student (plain, picklable)."""
+        return {"trial": self.spec.model_dump(mode="json"), "trial_id": self.trial_id,
+                "data_key": self.data_key, "selection_key": self.selection.key,
+                "label_keys": {n: node.key for n, node in self.label_nodes.items()}}
+
+
+@dataclass
+class Plan:
+    """A validated sweep: students to run (grouped), datasets, and the artifact DAG."""
+
+    spec: SweepSpec
+    results: ResultsStore
+    store: ArtifactStore
+    datasets: dict[str, ImageDataset]
+    trials: list[PlannedTrial]
+    skipped: int
+    groups: list[list[PlannedTrial]] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)  # dependencies first
+    cached: set[str] = field(default_factory=set)
+    allow_node_local: bool = False  # cluster storage check waived (every node mounts it)
+
+    @property
+    def missing(self) -> list[Node]:
+        return [n for n in self.nodes if n.key not in self.cached]
+
+
+def _check_out(out: str) -> None:
+    loc = Location(out)
+    if not loc.is_local:
+        return
+    path = Path(loc.base)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"--out {path} exists and is not a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"--out {path}: {parent} is not a directory")
+            break
+
+
+def check_shared(cache: str, out: str) -> None:
+    """On a cluster, refuse a cache or output path that only this node can see."""
+    for what, uri in (("--cache", cache), ("--out", out)):
+        fstype = Location(uri).node_local_fstype()
+        if fstype is not None:
+            raise ValueError(
+                f"{what} {uri} is on this node's local disk ({fstype}); every node of a "
+                "cluster must reach it: use an NFS or other shared mount or an s3:// URI "
+                "(or pass --allow-node-local if every node mounts the same path)")
+
+
+def group_trials(trials: list[PlannedTrial], per_trial: int) -> list[list[PlannedTrial]]:
+    """Students that differ only in seed share a Tune trial, up to ``per_trial`` at a time."""
+    by_config: dict[str, list[PlannedTrial]] = {}
+    for t in trials:
+        config = canonical_json({k: v for k, v in t.spec.science().items() if k != "seed"})
+        by_config.setdefault(config, []).append(t)
+    return [members[i:i + per_trial] for members in by_config.values()
+            for i in range(0, len(members), per_trial)]
+
+
+def plan_trial(trial: TrialSpec, dkey: str, fingerprint: str) -> PlannedTrial:
+    label_needs = get_label_source(trial.label_mode).needs
+    selection = node_for("selection", trial, fingerprint)
+    get_selector(trial.selector)  # named errors for a selector that vanished
+    return PlannedTrial(trial, trial.trial_id(fingerprint), dkey, fingerprint, selection,
+                        need_nodes(label_needs, trial, fingerprint))
+
+
+def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path | None = None,
+               data_root: str | None = None, download: bool = False,
+               cluster: bool = False) -> Plan:
+    """Validate everything a sweep needs without writing anything or starting Ray."""
+    if not isinstance(spec, SweepSpec):
+        spec = load_spec(DEMO_SPEC if str(spec) == "demo" else spec)
+    out, cache = str(out), str(cache or default_cache_dir())
+    _check_out(out)
+    if cluster:
+        check_shared(cache, out)
+    trials = expand(spec)
+    root = data_root or spec.data_root
+    datasets = {data_key(d): load_dataset(d, root, download) for d in spec.datasets}
+    results = ResultsStore(out)
+    previous = results.read("trials")  # a corrupt part fails here, before any work
+    done = set(previous.loc[(previous["sweep"] == spec.name) & (previous["status"] == "ok"),
+                            "trial_id"])
+    planned = []
+    for t in trials:
+        dkey = data_key(t.dataset)
+        planned.append(plan_trial(t, dkey, datasets[dkey].fingerprint))
+    todo = [p for p in planned if p.trial_id not in done]
+    store = ArtifactStore(cache)
+    plan = Plan(spec, results, store, datasets, todo, len(planned) - len(todo),
+                groups=group_trials(todo, spec.students_per_trial))
+    nodes: dict[str, Node] = {}
+    for p in todo:
+        for root_node in (p.selection, *p.label_nodes.values()):
+            for node in root_node.walk():
+                nodes.setdefault(node.key, node)
+    plan.nodes = list(nodes.values())
+    for node in plan.nodes:
+        if store.exists(node.key):
+            store.load(node.key)  # verifies checksums: a corrupt cache fails here
+            plan.cached.add(node.key)
+    return plan
+
+
+def describe(plan: Plan) -> str:
+    """What ``--dry-run`` prints: students, Tune trials, artifacts and which are cached."""
+    total = len(plan.trials) + plan.skipped
+    lines = [f"sweep {plan.spec.name}: {total} trials ({len(plan.trials)} to run, "
+             f"{plan.skipped} already ok) in {len(plan.groups)} Tune trials",
+             f"artifacts: {len(plan.nodes)} needed, {len(plan.cached)} cached, "
+             f"{len(plan.missing)} to build"]
+    for node in plan.nodes:
+        mark = "cached" if node.key in plan.cached else "build"
+        deps = ", ".join(f"{n}={d.key}" for n, d in node.deps)
+        lines.append(f"  [{mark:6}] {node.key}" + (f"  <- {deps}" if deps else ""))
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""Run a plan on Ray: build missing artifacts as tasks, start teacher actors, run Tune.
+
+Rows are written as part files while the sweep runs: a Tune callback on the driver writes
+each Tune trial's students (curves first, then the trial rows) the moment it completes,
+errors or is stopped, so a killed driver loses only the trials still running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from coretune.artifacts.graph import get_kind
+from coretune.artifacts.selection import load_selection
+from coretune.driver.plan import Plan, PlannedTrial, check_shared, plan_sweep
+from coretune.driver.worker import (
+    NAMESPACE,
+    TeacherActor,
+    build_node,
+    coretune_trainable,
+    teacher_actor_name,
+)
+from coretune.reports.results import ResultsStore
+from coretune.reports.rows import curve_rows, now, selection_rows, trial_row, versions
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did, and where its time went."""
+
+    out_dir: str
+    trials_total: int
+    trials_run: int
+    trials_skipped: int
+    tune_trials: int
+    status_counts: dict[str, int]
+    wall_seconds: float
+    artifact_seconds: float
+    artifacts_built: int
+    tune_seconds: float
+    trial_body_seconds: float
+    concurrency: int
+    ray_overhead_share: float
+    teacher_test_acc: dict[str, float]
+    teacher_service: dict[str, dict]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def init_ray(address: str | None) -> bool:
+    """Start (or join) Ray; True if this call started it."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, namespace=NAMESPACE, include_dashboard=False,
+             log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    return True
+
+
+def build_artifacts(plan: Plan) -> tuple[float, int]:
+    """Build every missing node as a Ray task, dependencies first, independent ones in
+    parallel; each exactly once (the store's lock) even with other drivers at work."""
+    started = time.perf_counter()
+    res = plan.spec.resources
+    data_refs = {k: ray.put(ds) for k, ds in plan.datasets.items()}
+    by_fp = {ds.fingerprint: k for k, ds in plan.datasets.items()}
+    refs: dict[str, ray.ObjectRef] = {}
+    for node in plan.missing:  # dependencies come first in plan.nodes
+        gpu = res.gpu if get_kind(node.kind).gpu else 0.0
+        deps = [refs[d.key] for _, d in node.deps if d.key in refs]
+        refs[node.key] = build_node.options(num_cpus=res.cpu, num_gpus=gpu).remote(
+            plan.store.uri, node, data_refs[by_fp[node.fingerprint]], plan.spec.plugins,
+            int(res.cpu), *deps)
+    results = ray.get(list(refs.values()))
+    for key, _, _ in results:
+        plan.cached.add(key)
+    return time.perf_counter() - started, sum(1 for _, built, _ in results if built)
+
+
+class _ResultWriter(tune.Callback):
+    """Writes each Tune trial's students as part files the moment the trial ends."""
+
+    def __init__(self, plan: Plan, teacher_acc: dict[str, float], select_seconds: dict,
+                 progress: Progress | None, task: Any):
+        self.results: ResultsStore = plan.results
+        self.students = {s.trial_id: s for group in plan.groups for s in group}
+        self.teacher_acc, self.select_seconds = teacher_acc, select_seconds
+        self.progress, self.task = progress, task
+        self.versions = versions()
+        self.curves: dict[str, dict[str, list[dict]]] = {}
+        self.last: dict[str, dict[str, dict]] = {}
+        self.rows: list[dict] = []
+        self.body_seconds = 0.0
+
+    def __getstate__(self) -> dict:  # Tune may pickle callbacks; the writer stays here
+        return {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        students = result.get("students") or {}
+        self.last[trial.trial_id] = students
+        curves = self.curves.setdefault(trial.trial_id, {})
+        for sid, metrics in students.items():
+            seen = curves.setdefault(sid, [])
+            if not seen or seen[-1].get("epoch") != metrics.get("epoch"):
+                seen.append(metrics)
+
+    def _finish(self, trial, error: str | None) -> None:
+        group = trial.config["group"]
+        last = self.last.pop(trial.trial_id, {})
+        if trial.last_result:
+            self.body_seconds += float(trial.last_result.get("body_seconds") or 0.0)
+        curves = self.curves.pop(trial.trial_id, {})
+        rows, curve_parts = [], []
+        for student in group["students"]:
+            planned: PlannedTrial = self.students[student["trial_id"]]
+            metrics = last.get(planned.trial_id, {})
+            finished_ok = bool(metrics.get("final"))
+            rows.append(trial_row(
+                planned.spec, planned.trial_id, metrics, None if finished_ok else error,
+                self.versions, teacher_key=planned.teacher_key,
+                teacher_acc=self.teacher_acc.get(planned.teacher_key),
+                select_seconds=self.select_seconds.get(planned.selection.key, 0.0),
+                started=_when(metrics.get("started_at")), finished=_when(
+                    metrics.get("finished_at")),
+                fingerprint=planned.fingerprint, selection_key=planned.selection.key,
+                group_id=group["group_id"]))
+            curve_parts += curve_rows(planned.spec.sweep, planned.trial_id,
+                                      curves.get(planned.trial_id, []))
+        self.results.write("curves", curve_parts)  # curves first: the trial row commits
+        self.results.write("trials", rows)
+        self.rows += rows
+        if self.progress is not None:
+            self.progress.advance(self.task, len(rows))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        err = None
+        try:
+            err = trial.get_pickled_error() or trial.get_error()
+        except Exception:  # noqa: BLE001 - the message is best effort, the row is not
+            pass
+        text = "unknown error" if err is None else f"{type(err).__name__}: {str(err).strip()}"
+        self._finish(trial, text[-2000:])
+
+
+def _when(iso: str | None) -> datetime:
+    return now() if not iso else datetime.fromisoformat(iso)
+
+
+def _scheduler(plan: Plan, override: str | None):
+    sch = plan.spec.scheduler
+    name = override or sch.name
+    if name == "fifo":
+        return FIFOScheduler()
+    if name != "asha":
+        raise ValueError(f"--scheduler must be 'fifo' or 'asha', got {name!r}")
+    return ASHAScheduler(time_attr="training_iteration", max_t=plan.spec.budget.max_reports,
+                         grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
+
+
+def _write_selections(plan: Plan) -> dict[str, float]:
+    """Selection rows for coresets the results do not hold yet; select seconds by key."""
+    have = set(plan.results.read("selections")["selection_key"])
+    rows, seconds = [], {}
+    for group in plan.groups:
+        for s in group:
+            key = s.selection.key
+            if key in seconds:
+                continue
+            art = plan.store.load(key)
+            seconds[key] = float(art.meta.get("select_seconds", 0.0))
+            if key not in have:
+                rows += selection_rows(key, s.spec, *load_selection(art))
+    plan.results.write("selections", rows)
+    return seconds
+
+
+def _tune_storage(plan: Plan) -> str:
+    loc = plan.results.location
+    return loc.path("tune") if loc.is_local else os.path.join(tempfile.gettempdir(),
+                                                              "coretune-tune")
+
+
+def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None = None
+             ) -> SweepSummary:
+    """Build artifacts, start teacher actors, run the Tune trials, write Parquet parts."""
+    console = console or Console()
+    wall_started = time.perf_counter()
+    if len(ray.nodes()) > 1 and not plan.allow_node_local:
+        check_shared(plan.store.uri, plan.results.uri)
+    artifact_seconds, built = build_artifacts(plan)
+    teacher_keys = {s.teacher_key: s for g in plan.groups for s in g if s.teacher_key}
+    teacher_acc = {k: float(plan.store.load(k).meta["test_acc"]) for k in teacher_keys}
+    select_seconds = _write_selections(plan)
+
+    res = plan.spec.resources
+    actors = []
+    for key, student in teacher_keys.items():
+        logits_ref = ray.put(plan.store.load(key).array("train_logits"))
+        actors.append(TeacherActor.options(
+            name=teacher_actor_name(plan.spec.name, key), get_if_exists=True,
+            num_gpus=res.teacher_gpu,
+        ).remote(plan.datasets[student.data_key], plan.store.uri, key, [logits_ref],
+                 "cuda" if res.teacher_gpu > 0 else "cpu"))
+    ray.get([a.info.remote() for a in actors])
+
+    groups = [{"group_id": f"g{i:05d}-{g[0].trial_id}", "metric": plan.spec.metric,
+               "students": [s.payload() for s in g]} for i, g in enumerate(plan.groups)]
+    trainable = tune.with_resources(
+        tune.with_parameters(coretune_trainable, datasets=plan.datasets,
+                             store_uri=plan.store.uri, plugins=list(plan.spec.plugins),
+                             cpus_per_trial=res.cpu),
+        {"cpu": res.cpu, "gpu": res.gpu})
+    total_cpus = ray.cluster_resources().get("CPU", 1.0)
+    total_gpus = ray.cluster_resources().get("GPU", 0.0)
+    concurrency = int(max(1, min(len(groups), total_cpus // res.cpu,
+                                 total_gpus // res.gpu if res.gpu else float("inf"))))
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                        transient=False)
+    task = progress.add_task(f"sweep {plan.spec.name}", total=len(plan.trials))
+    writer = _ResultWriter(plan, teacher_acc, select_seconds, progress, task)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"group": tune.grid_search(groups)},
+        tune_config=tune.TuneConfig(metric=plan.spec.metric, mode=plan.spec.metric_mode,
+                                    reuse_actors=True, scheduler=_scheduler(plan, scheduler)),
+        run_config=tune.RunConfig(name=plan.spec.name, storage_path=_tune_storage(plan),
+                                  verbose=0, callbacks=[writer],
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress bar replaces Tune's tables
+    t0 = time.perf_counter()
+    with progress:
+        tuner.fit()
+    tune_seconds = time.perf_counter() - t0
+
+    teacher_service = {info["key"]: info for info in ray.get([a.info.remote() for a in actors])}
+    for a in actors:
+        ray.kill(a)
+    counts: dict[str, int] = {}
+    for r in writer.rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    summary = SweepSummary(
+        out_dir=plan.results.uri, trials_total=len(plan.trials) + plan.skipped,
+        trials_run=len(plan.trials), trials_skipped=plan.skipped, tune_trials=len(groups),
+        status_counts=counts, wall_seconds=time.perf_counter() - wall_started,
+        artifact_seconds=artifact_seconds, artifacts_built=built, tune_seconds=tune_seconds,
+        trial_body_seconds=writer.body_seconds, concurrency=concurrency,
+        ray_overhead_share=max(0.0, 1.0 - writer.body_seconds
+                               / max(tune_seconds * concurrency, 1e-9)),
+        teacher_test_acc=teacher_acc, teacher_service=teacher_service)
+    plan.results.write_text("sweep_summary.json", json.dumps(summary.as_dict(), indent=1))
+    return summary
+
+
+def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,
+              scheduler: str | None = None, cache: str | Path | None = None,
+              data_root: str | None = None, download: bool = False,
+              allow_node_local: bool = False, console: Console | None = None) -> SweepSummary:
+    """Validate (before Ray starts), then run the sweep. Skips students already ``ok``."""
+    plan = plan_sweep(spec, out, cache, data_root, download,
+                      cluster=address is not None and not allow_node_local)
+    plan.allow_node_local = allow_node_local
+    if not plan.trials:
+        return empty_summary(plan)
+    started_here = init_ray(address)
+    try:
+        return run_plan(plan, scheduler, console)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def empty_summary(plan: Plan) -> SweepSummary:
+    return SweepSummary(plan.results.uri, plan.skipped, 0, plan.skipped, 0, {}, 0.0, 0.0, 0,
+                        0.0, 0.0, 0, 0.0, {}, {})

@@ -1,1 +1,0 @@
-"""Data, models, losses, training, teacher, dynamics, artifacts and the Tune driver."""

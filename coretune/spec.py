@@ -1,0 +1,176 @@
+"""The typed trial spec: the one definition of a trial, its recipes and their defaults.
+
+This module is the leaf of coretune: it imports nothing from the package. The YAML layer
+(:mod:`coretune.search_spaces`) parses into these models and the harness only consumes
+them. :func:`content_key` is the one function that names anything content-addressed —
+artifacts and trials alike — from (kind, the kind's version, spec, dependency keys, a
+dataset fingerprint), never from a machine-local path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KEY_DIGITS = 24
+
+
+class Frozen(BaseModel):
+    """Immutable, no unknown fields: every spec model derives from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimizerSpec(Frozen):
+    """SGD (optionally Nesterov) or AdamW; cosine or constant schedule with linear warm-up."""
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True  # only with momentum > 0
+    weight_decay: float = Field(5e-4, ge=0)
+    decay_norm_and_bias: bool = False  # weight decay on 1-d parameters (norms, biases)
+    batch_size: int = Field(128, ge=1)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+
+
+class BudgetSpec(Frozen):
+    """Training length: ``value`` passes over the training set (epochs) or optimiser steps."""
+
+    unit: Literal["epochs", "iterations"] = "epochs"
+    value: int = Field(30, ge=1)
+    max_reports: int = Field(20, ge=1)
+
+
+class AugmentSpec(Frozen):
+    """Batched on-device augmentation: random crop after zero ``pad``, h-flip, Gaussian noise.
+
+    ``noise_std`` is added to the normalised input (standard deviations of each channel).
+    """
+
+    pad: int = Field(0, ge=0)
+    flip: bool = False
+    noise_std: float = Field(0.0, ge=0)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.pad or self.flip or self.noise_std)
+
+
+class DataSpec(Frozen):
+    """A dataset and how it is split.
+
+    ``test_fraction`` splits datasets without a canonical test split (digits: 0.2, stratified,
+    seeded by ``split_seed``); ``val_fraction`` holds a stratified validation split out of the
+    training split (0: none).
+    """
+
+    name: str
+    test_fraction: float | None = Field(None, gt=0, lt=1)
+    val_fraction: float = Field(0.0, ge=0, lt=1)
+    split_seed: int = Field(0, ge=0)
+
+
+class RecipeSpec(Frozen):
+    """A full-data training run (teacher or training dynamics) with hard ground-truth labels.
+
+    ``augment`` None means the dataset's default augmentation (resolved on expansion).
+    """
+
+    arch: str = "small_cnn"
+    arch_args: dict[str, Any] = {}
+    seed: int = 0
+    optimizer: OptimizerSpec = OptimizerSpec()
+    budget: BudgetSpec = BudgetSpec()
+    augment: AugmentSpec | None = None
+
+
+class DynamicsSpec(RecipeSpec):
+    """A recorded run whose per-sample training dynamics (AUM, forgetting, EL2N) score data.
+
+    ``label_source`` is ``ground_truth`` or the name of an artifact kind that provides
+    per-sample integer labels (e.g. pseudo-labels); ``el2n_epoch`` None means 10 % of training.
+    """
+
+    label_source: str = "ground_truth"
+    el2n_epoch: int | None = Field(None, ge=1)
+
+
+LABEL_METRICS = ("acc", "top5", "nll", "ece")
+
+
+class TrialSpec(Frozen):
+    """One student: (dataset, selector, ratio, label mode, τ, λ, ε, β, arch, seed) + recipes.
+
+    ``teacher`` is set only when the label mode needs a teacher and ``dynamics`` only when the
+    selector needs training-dynamics scores, so neither enters the key of a trial without it.
+    ``metric`` is what the sweep optimises (``<split>_<acc|top5|nll|ece>``).
+    """
+
+    sweep: str
+    dataset: DataSpec
+    arch: str
+    arch_args: dict[str, Any] = {}
+    selector: str
+    selector_args: dict[str, Any] = {}
+    ratio: float = Field(gt=0, le=1)
+    label_mode: str = "hard"
+    label_args: dict[str, Any] = {}
+    tau: float = 1.0
+    lam: float = 0.0
+    eps: float = 0.0
+    smoothing: Literal["uniform", "paper"] = "uniform"
+    seed: int = 0
+    budget: BudgetSpec = BudgetSpec()
+    optimizer: OptimizerSpec = OptimizerSpec()
+    augment: AugmentSpec = AugmentSpec()
+    teacher: RecipeSpec | None = None
+    dynamics: DynamicsSpec | None = None
+    metric: str = "test_acc"
+
+    @property
+    def beta(self) -> float | None:
+        """The selector's hard-pruning rate β, if it takes one."""
+        b = self.selector_args.get("beta")
+        return None if b is None else float(b)
+
+    def science(self) -> dict[str, Any]:
+        """Everything that determines the student's result (the sweep name does not)."""
+        return self.model_dump(mode="json", exclude={"sweep"})
+
+    def trial_id(self, data_fingerprint: str) -> str:
+        """Stable id of this student: a content key of its science and the data."""
+        return content_key("trial", 1, self.science(), None, data_fingerprint).split("-", 1)[1][:12]
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no whitespace) used for content addressing."""
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def content_key(kind: str, version: int, spec: Any, dep_keys: Mapping[str, str] | None = None,
+                data_fingerprint: str | None = None) -> str:
+    """``<kind>-<hash>`` of (kind, version, spec, dependency keys, dataset fingerprint).
+
+    Equal inputs give equal keys on every machine; a bumped ``version`` or a changed
+    dependency key gives a new key, so everything downstream of a change is rebuilt.
+    """
+    payload = {"kind": kind, "version": int(version), "spec": _plain(spec),
+               "deps": dict(sorted((dep_keys or {}).items())), "data": data_fingerprint}
+    digest = hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    return f"{kind}-{digest[:KEY_DIGITS]}"

@@ -1,0 +1,181 @@
+"""Storage on any filesystem pyarrow reaches: a local path, an NFS mount, ``s3://…``.
+
+A :class:`Location` is a (``pyarrow.fs.FileSystem``, base path) pair with the few
+operations the artifact store and the results store need: whole-object writes that readers
+never see half-done (temp file + rename locally, a single PUT on object stores), reads,
+listings, and an exclusive create for locks. Like :mod:`coretune.spec` it imports nothing
+from coretune.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+#: filesystem types (as in /proc/mounts) that every node of a cluster can share
+SHARED_FSTYPES = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
+                  "glusterfs", "fuse.", "panfs", "wekafs", "orangefs", "afs")
+
+
+def resolve(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) of a local path or any URI ``pyarrow.fs`` accepts.
+
+    S3 URIs take pyarrow's query options, e.g.
+    ``s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http``.
+    """
+    text = os.fspath(uri)
+    if "://" in text:
+        try:
+            fs, path = pafs.FileSystem.from_uri(text)
+        except (ValueError, OSError) as err:  # pyarrow raises ArrowInvalid (a ValueError)
+            raise ValueError(f"cannot open storage {text!r}: {err}") from None
+        return fs, path.rstrip("/") or "/"
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
+
+
+class Location:
+    """A directory on some filesystem; paths below it are '/'-separated and relative."""
+
+    def __init__(self, uri: str | os.PathLike):
+        self.uri = os.fspath(uri)
+        self.fs, self.base = resolve(uri)
+
+    def __repr__(self) -> str:
+        return f"Location({self.uri!r})"
+
+    def __reduce__(self):  # filesystems with credentials pickle by their URI
+        return (Location, (self.uri,))
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.base, *parts) if parts else self.base
+
+    def child(self, *parts: str) -> Location:
+        """A :class:`Location` below this one (same filesystem)."""
+        if "://" not in self.uri:
+            return Location(os.path.join(self.base, *parts))
+        head, sep, query = self.uri.partition("?")
+        return Location(posixpath.join(head.rstrip("/"), *parts) + sep + query)
+
+    # ----------------------------------------------------------------- queries
+    def info(self, rel: str) -> pafs.FileInfo:
+        return self.fs.get_file_info(self.path(rel))
+
+    def is_file(self, rel: str) -> bool:
+        return self.info(rel).type == pafs.FileType.File
+
+    def is_dir(self, rel: str = "") -> bool:
+        return self.fs.get_file_info(self.path(rel) if rel else self.base).type \
+            == pafs.FileType.Directory
+
+    def exists(self, rel: str = "") -> bool:
+        return self.fs.get_file_info(self.path(rel) if rel else self.base).type \
+            != pafs.FileType.NotFound
+
+    def list_files(self, rel: str = "", suffix: str = "") -> list[str]:
+        """Paths (relative to this location) of the files directly below ``rel``."""
+        sel = pafs.FileSelector(self.path(rel) if rel else self.base, allow_not_found=True)
+        out = [posixpath.relpath(i.path, self.base) for i in self.fs.get_file_info(sel)
+               if i.type == pafs.FileType.File and i.path.endswith(suffix)]
+        return sorted(out)
+
+    # ----------------------------------------------------------------- reads and writes
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self.path(rel)) as fh:
+            return fh.read()
+
+    def makedirs(self, rel: str = "") -> None:
+        self.fs.create_dir(self.path(rel) if rel else self.base, recursive=True)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write a whole file; readers see the old content or the new, never a part."""
+        target = self.path(rel)
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        if not self.is_local:  # an object-store PUT is atomic
+            with self.fs.open_output_stream(target) as fh:
+                fh.write(data)
+            return
+        tmp = f"{target}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """Create ``rel`` holding ``data`` unless it exists; True if this call created it.
+
+        Atomic on local and NFS (v3+) filesystems (``O_CREAT | O_EXCL``). Object stores
+        offer no create-if-absent through pyarrow: there the claim is written and read back,
+        and only the writer whose claim survives owns it.
+        """
+        target = self.path(rel)
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        if self.is_local:
+            try:
+                fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return True
+        if self.exists(rel):
+            return False
+        self.write_bytes(rel, data)
+        return self.read_bytes(rel) == data
+
+    def delete(self, rel: str) -> None:
+        try:
+            self.fs.delete_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
+    def touch(self, rel: str) -> None:
+        """Refresh ``rel``'s modification time (a lock's heartbeat)."""
+        if self.is_local:
+            os.utime(self.path(rel))
+        else:
+            self.write_bytes(rel, self.read_bytes(rel))
+
+    # ----------------------------------------------------------------- cluster checks
+    def node_local_fstype(self) -> str | None:
+        """The filesystem type if this location is on a disk only this node sees, else None."""
+        if not self.is_local:
+            return None
+        fstype = mount_fstype(self.base)
+        if fstype is None or fstype.startswith(SHARED_FSTYPES):
+            return None
+        return fstype
+
+
+def mount_fstype(path: str) -> str | None:
+    """Filesystem type of the mount holding ``path`` (its nearest existing ancestor)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    real = str(p.resolve())
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, fstype = "", None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, parts[2]
+    return fstype

@@ -1,0 +1,98 @@
+"""Evaluators: a split and its labels, scored at each report.
+
+The test split with ground truth is the usual one; ELFS's β search scores students on a
+held-out split labelled with pseudo-labels, never touching ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from coretune.train.data import DeviceData
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: DeviceData | Callable, images: torch.Tensor,
+                   batch_size: int = 1024) -> torch.Tensor:
+    """Eval-mode float32 logits of uint8 ``images`` (no augmentation).
+
+    ``data`` is the :class:`DeviceData` whose normalisation applies (or the function itself).
+    """
+    normalize = data.normalize if isinstance(data, DeviceData) else data
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        with _autocast(images.device):
+            out.append(model(normalize(images[start:start + batch_size])).float())
+    return torch.cat(out)
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15,
+                           prefix: str = "test") -> dict:
+    """Accuracy, top-5 accuracy, NLL and expected calibration error (Guo et al. 2017, Eq. 3)."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    conf, pred = logp.exp().max(dim=1)
+    correct = (pred == labels).float()
+    k = min(5, logits.shape[1])
+    top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float()
+    bin_id = torch.clamp((conf * bins).long(), max=bins - 1)
+    gap = torch.zeros(bins, device=logits.device).index_add_(0, bin_id, conf - correct)
+    ece = gap.abs().sum() / labels.numel()
+    return {f"{prefix}_acc": correct.mean().item(), f"{prefix}_top5": top5.mean().item(),
+            f"{prefix}_nll": F.nll_loss(logp, labels).item(), f"{prefix}_ece": ece.item()}
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """Score a model on ``images`` (uint8, on the device) against ``labels``.
+
+    Metrics are named ``<name>_acc``, ``<name>_top5``, ``<name>_nll``, ``<name>_ece``.
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def evaluate(self, model: nn.Module, normalize: Callable) -> dict:
+        return classification_metrics(predict_logits(model, normalize, self.images),
+                                      self.labels, prefix=self.name)
+
+
+def test_evaluator(data: DeviceData) -> Evaluator:
+    """The test split with its ground-truth labels."""
+    return Evaluator("test", data.test_x, data.test_y)
+
+
+def split_evaluators(data: DeviceData) -> list[Evaluator]:
+    """Test split, and the validation split when the dataset holds one out."""
+    out = [test_evaluator(data)]
+    if data.val_x is not None:
+        out.append(Evaluator("val", data.val_x, data.val_y))
+    return out
+
+
+def held_out_evaluator(data: DeviceData, positions: np.ndarray, labels: np.ndarray,
+                       name: str = "heldout") -> Evaluator:
+    """Training images at ``positions`` scored against given ``labels`` (e.g. pseudo-labels)."""
+    pos = torch.as_tensor(np.asarray(positions, dtype=np.int64), device=data.device)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=data.device)
+    if y.numel() != pos.numel():
+        raise ValueError(f"held-out split has {pos.numel()} images but {y.numel()} labels")
+    return Evaluator(name, data.train_x[pos], y)
+
+
+def evaluate(model: nn.Module, data: DeviceData) -> dict:
+    """Test-split metrics of ``model``."""
+    return test_evaluator(data).evaluate(model, data.normalize)

@@ -1,0 +1,223 @@
+"""Label sources: where a student's training targets come from, as a loss per batch.
+
+One registry, like the selectors': ``@register_label_source(name, needs=…)`` on a factory
+``(config, inputs) -> LabelSource``. ``needs`` names what the planner must build first
+(``teacher``, ``pseudo_labels``, or any artifact kind a plugin registers). Built in:
+
+- ``hard`` — cross-entropy on ground truth (soft-label paper, Eq. 5);
+- ``smooth`` — label smoothing ε (Eq. 2 with ``smoothing: paper``, else PyTorch's ε/K);
+- ``soft`` — fixed teacher soft labels, one cached output per image (Eq. 4–6);
+- ``kd`` — online distillation, the teacher's output for each augmented view (Eq. 4–6);
+- ``pseudo`` — cross-entropy on pseudo-labels (ELFS, Sec. 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from coretune.train.losses import cross_entropy, distillation_loss, smoothed_targets
+
+#: ``view_logits(seed, epochs[E], indices[n]) -> [E, n, K]`` teacher logits of each view.
+ViewLogits = Callable[[int, np.ndarray, np.ndarray], Tensor | np.ndarray]
+
+
+@dataclass
+class TeacherSignal:
+    """Where a student's teacher logits come from: fixed per image (soft) or per view (kd)."""
+
+    fixed_logits: Tensor | None = None
+    view_logits: ViewLogits | None = None
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """The label settings of a trial: τ, λ, ε, the smoothing convention, extra arguments."""
+
+    mode: str = "hard"
+    tau: float = 1.0
+    lam: float = 0.0
+    eps: float = 0.0
+    smoothing: str = "uniform"
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LabelInputs:
+    """What a label source may draw on: ground truth, a teacher, built artifacts by need."""
+
+    targets: Tensor  # int64 [N] ground-truth training labels, on the device
+    teacher: TeacherSignal | None = None
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LabelSource:
+    """A loss over batches. ``bind`` once per coreset, ``begin_segment`` per report segment.
+
+    ``idx`` are dataset indices of the batch, ``pos`` their positions in the coreset.
+    """
+
+    def bind(self, indices: Tensor, seed: int) -> None:
+        """Called with the coreset's dataset indices before training."""
+
+    def begin_segment(self, seed: int, epochs: np.ndarray, indices: np.ndarray) -> None:
+        """Called before the epochs of each report segment."""
+
+    def loss(self, logits: Tensor, idx: Tensor, pos: Tensor, epoch: int,
+             weights: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+
+class HardLabels(LabelSource):
+    """Cross-entropy on integer targets (ground truth or pseudo-labels)."""
+
+    def __init__(self, targets: Tensor):
+        self.targets = targets
+
+    def loss(self, logits, idx, pos, epoch, weights):
+        return cross_entropy(logits, self.targets[idx], weights)
+
+
+class SmoothLabels(HardLabels):
+    """Cross-entropy on label-smoothed targets (Eq. 2 or PyTorch's convention)."""
+
+    def __init__(self, targets: Tensor, eps: float, convention: str):
+        super().__init__(targets)
+        self.eps, self.convention = eps, convention
+
+    def loss(self, logits, idx, pos, epoch, weights):
+        probs = smoothed_targets(self.targets[idx], logits.shape[-1], self.eps, self.convention)
+        return cross_entropy(logits, probs, weights)
+
+
+class FixedTeacherLabels(HardLabels):
+    """(1−λ)·CE + λ·τ²·KL against the teacher's output on the un-augmented image."""
+
+    def __init__(self, targets: Tensor, logits: Tensor, tau: float, lam: float):
+        super().__init__(targets)
+        self.all_logits, self.tau, self.lam = logits, tau, lam
+
+    def bind(self, indices, seed):
+        self.coreset_logits = self.all_logits.to(indices.device)[indices]
+
+    def loss(self, logits, idx, pos, epoch, weights):
+        return distillation_loss(logits, self.targets[idx], self.coreset_logits[pos], self.tau,
+                                 self.lam, weights)
+
+
+class ViewTeacherLabels(HardLabels):
+    """Online KD: the teacher's output for each (seed, epoch, index) view the student sees."""
+
+    def __init__(self, targets: Tensor, view_logits: ViewLogits, tau: float, lam: float):
+        super().__init__(targets)
+        self.view_logits, self.tau, self.lam = view_logits, tau, lam
+        self.segment: dict[int, Tensor] = {}
+
+    def begin_segment(self, seed, epochs, indices):
+        got = torch.as_tensor(self.view_logits(seed, epochs, indices),
+                              device=self.targets.device)
+        self.segment = {int(e): got[i] for i, e in enumerate(epochs)}
+
+    def loss(self, logits, idx, pos, epoch, weights):
+        return distillation_loss(logits, self.targets[idx], self.segment[epoch][pos], self.tau,
+                                 self.lam, weights)
+
+
+LabelFactory = Callable[[LabelConfig, LabelInputs], LabelSource]
+
+
+@dataclass(frozen=True)
+class LabelSourceInfo:
+    name: str
+    factory: LabelFactory
+    needs: frozenset[str]
+    uses: frozenset[str]  # which of tau, lam, eps, smoothing the source reads
+    paper: str = ""
+
+
+_REGISTRY: dict[str, LabelSourceInfo] = {}
+
+
+class UnknownLabelSourceError(ValueError):
+    """A label mode that is not registered."""
+
+
+def register_label_source(name: str, *, needs: Iterable[str] = (), uses: Iterable[str] = (),
+                          paper: str = "") -> Callable[[LabelFactory], LabelFactory]:
+    """Register ``factory(config, inputs) -> LabelSource`` as label mode ``name``."""
+
+    def decorate(fn: LabelFactory) -> LabelFactory:
+        if name in _REGISTRY and _REGISTRY[name].factory is not fn:
+            raise ValueError(f"label source {name!r} is already registered")
+        _REGISTRY[name] = LabelSourceInfo(name, fn, frozenset(needs), frozenset(uses), paper)
+        return fn
+
+    return decorate
+
+
+def get_label_source(name: str) -> LabelSourceInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownLabelSourceError(
+            f"unknown label mode {name!r}; available: {', '.join(available_label_sources())}"
+        ) from None
+
+
+def available_label_sources() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_label_source(config: LabelConfig, inputs: LabelInputs) -> LabelSource:
+    """The label source of ``config.mode``, checking that its needs were supplied."""
+    info = get_label_source(config.mode)
+    missing = [n for n in info.needs
+               if n != "teacher" and n not in inputs.artifacts]
+    if "teacher" in info.needs and inputs.teacher is None:
+        missing.append("teacher")
+    if missing:
+        raise ValueError(f"label mode {config.mode!r} needs {sorted(missing)}")
+    return info.factory(config, inputs)
+
+
+@register_label_source("hard", paper="cross-entropy on ground truth (soft-label paper Eq. 5)")
+def _hard(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
+    return HardLabels(inputs.targets)
+
+
+@register_label_source("smooth", uses=("eps", "smoothing"),
+                       paper="label smoothing, Szegedy et al. 2016 (soft-label paper Eq. 2)")
+def _smooth(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
+    return SmoothLabels(inputs.targets, cfg.eps, cfg.smoothing)
+
+
+@register_label_source("soft", needs=("teacher",), uses=("tau", "lam"),
+                       paper="fixed teacher soft labels (soft-label paper Eq. 4-6)")
+def _soft(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
+    if inputs.teacher.fixed_logits is None:
+        raise ValueError("label mode 'soft' needs the teacher's fixed logits")
+    return FixedTeacherLabels(inputs.targets, inputs.teacher.fixed_logits, cfg.tau, cfg.lam)
+
+
+@register_label_source("kd", needs=("teacher",), uses=("tau", "lam"),
+                       paper="online distillation, Hinton et al. 2015 (soft-label paper Eq. 4-6)")
+def _kd(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
+    if inputs.teacher.view_logits is None:
+        raise ValueError("label mode 'kd' needs the teacher's per-view logits")
+    return ViewTeacherLabels(inputs.targets, inputs.teacher.view_logits, cfg.tau, cfg.lam)
+
+
+@register_label_source("pseudo", needs=("pseudo_labels",),
+                       paper="ELFS (Zheng, Tsai et al., ICLR 2025): train on pseudo-labels")
+def _pseudo(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
+    y = torch.as_tensor(np.asarray(inputs.artifacts["pseudo_labels"]), dtype=torch.int64,
+                        device=inputs.targets.device)
+    if y.shape != inputs.targets.shape:
+        raise ValueError(f"pseudo-labels have shape {tuple(y.shape)}, expected "
+                         f"{tuple(inputs.targets.shape)}")
+    return HardLabels(y)

@@ -1,0 +1,251 @@
+"""The training loop: a plain function of (model, data, indices, label source, evaluators).
+
+Data sits on the device as uint8; batches are sliced by index and augmented on the device
+with replayable views; the host is synchronised only at report points. Randomness comes
+from explicit sources: the batch order and input noise from generators of (seed, epoch),
+crops and flips from the view hash, and whatever the model itself draws (dropout) from the
+student's own RNG state, swapped in for each report segment. Nothing global is seeded, so
+several students can be trained side by side, interleaved, with the same results as alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from coretune.spec import AugmentSpec, BudgetSpec, OptimizerSpec
+from coretune.train.augment import add_input_noise, augment_batch, view_params
+from coretune.train.data import DeviceData
+from coretune.train.evaluate import Evaluator, predict_logits
+from coretune.train.labels import LabelSource
+from coretune.train.models import build_model
+
+
+@dataclass
+class Hooks:
+    """Optional callbacks; ``on_report`` gets each report's metrics dict."""
+
+    on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None
+    on_report: Callable[[dict], None] | None = None
+
+
+@dataclass
+class TrainResult:
+    metrics: dict
+    curves: list[dict] = field(default_factory=list)
+    steps: int = 0
+    epochs_run: float = 0.0
+    seconds: float = 0.0
+
+
+class RngState:
+    """A student's own global-RNG state (what dropout and friends draw from).
+
+    ``with state:`` swaps it in for the duration and saves it back afterwards, leaving the
+    process's RNG as it was, so interleaved students do not perturb one another.
+    """
+
+    def __init__(self, seed: int, device: torch.device):
+        self.device = device
+        self.cpu = torch.Generator().manual_seed(seed).get_state()
+        self.cuda = None
+        if device.type == "cuda":
+            gen = torch.Generator(device=device).manual_seed(seed)
+            self.cuda = gen.get_state()
+
+    def __enter__(self) -> RngState:
+        self._saved = torch.get_rng_state()
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            self._saved_cuda = torch.cuda.get_rng_state(self.device)
+            torch.cuda.set_rng_state(self.cuda, self.device)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cpu = torch.get_rng_state()
+        torch.set_rng_state(self._saved)
+        if self.cuda is not None:
+            self.cuda = torch.cuda.get_rng_state(self.device)
+            torch.cuda.set_rng_state(self._saved_cuda, self.device)
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device):
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def init_model(arch: str, args: dict, input_shape: tuple[int, int, int], num_classes: int,
+               seed: int, device: torch.device | str) -> nn.Module:
+    """Build ``arch`` initialised from ``seed`` (in a forked RNG: global state untouched)."""
+    dev = torch.device(device)
+    with _seeded(seed, dev):
+        return build_model(arch, tuple(input_shape), num_classes, args).to(dev)
+
+
+def plan_steps(n: int, optim: OptimizerSpec, budget: BudgetSpec
+               ) -> tuple[int, int, int, list[int]]:
+    """(batch size, steps per epoch, total steps, epochs after which to report)."""
+    bs = max(1, min(optim.batch_size, n))
+    spe = math.ceil(n / bs)
+    total = budget.value * spe if budget.unit == "epochs" else budget.value
+    n_epochs = math.ceil(total / spe)
+    n_reports = max(1, min(n_epochs, budget.max_reports))
+    report_epochs = sorted({int(round(e)) for e in np.linspace(n_epochs / n_reports, n_epochs,
+                                                                n_reports)})
+    return bs, spe, total, report_epochs
+
+
+def make_optimizer(model: nn.Module, cfg: OptimizerSpec, total_steps: int):
+    """Optimiser and per-step LR scheduler (norms and biases decay only if asked)."""
+    params = list(model.parameters())
+    if cfg.decay_norm_and_bias:
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.name == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                              nesterov=cfg.nesterov and cfg.momentum > 0)
+    else:
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
+
+
+def train_steps(
+    model: nn.Module,
+    data: DeviceData,
+    indices: np.ndarray,
+    labels: LabelSource,
+    evaluators: Sequence[Evaluator],
+    budget: BudgetSpec,
+    optimizer: OptimizerSpec,
+    seed: int,
+    augment: AugmentSpec | None = None,
+    weights: np.ndarray | None = None,
+    hooks: Hooks | None = None,
+    rng: RngState | None = None,
+) -> Iterator[dict]:
+    """Train ``model`` on ``data.train_x[indices]``; yield each report's metrics.
+
+    ``labels`` gives the loss of a batch (hard, smoothed, teacher, pseudo-labels, …);
+    ``evaluators`` score the model at each report (``<split>_acc`` etc.). A generator, so
+    a trial can interleave several students report by report.
+    """
+    hooks = hooks or Hooks()
+    dev = data.device
+    aug = augment if augment is not None else data.augment
+    rng = rng or RngState(seed, dev)
+    np_idx = np.asarray(indices, dtype=np.int64)
+    sel = torch.as_tensor(np_idx, device=dev)
+    n = sel.numel()
+    w_all = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
+    bs, spe, total, report_epochs = plan_steps(n, optimizer, budget)
+    labels.bind(sel, seed)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt, sched = make_optimizer(model, optimizer, total)
+
+    step, seen, n_reports = 0, 0, 0
+    loss_sum = torch.zeros((), device=dev)
+    seg_start = 0
+    for report_epoch in report_epochs:
+        started = time.perf_counter()
+        labels.begin_segment(seed, np.arange(seg_start, report_epoch), np_idx)
+        with rng:
+            for epoch in range(seg_start, report_epoch):
+                model.train()
+                gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+                perm = torch.randperm(n, generator=gen).to(dev)
+                dy, dx, flip = (torch.as_tensor(a, device=dev)
+                                for a in view_params(seed, epoch, np_idx, aug))
+                for b in range(spe):
+                    if step >= total:
+                        break
+                    pos = perm[b * bs:(b + 1) * bs]
+                    idx = sel[pos]
+                    x = data.train_x[idx]
+                    if aug.pad or aug.flip:
+                        x = augment_batch(x, dy[pos], dx[pos], flip[pos], aug.pad)
+                    x = add_input_noise(data.normalize(x), aug.noise_std, seed, epoch, b)
+                    if dev.type == "cuda":
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast(dev):
+                        logits = model(x)
+                    loss = labels.loss(logits, idx, pos, epoch,
+                                       None if w_all is None else w_all[pos])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    if hooks.on_batch is not None:
+                        hooks.on_batch(epoch, idx, logits.detach())
+                    loss_sum += loss.detach() * idx.numel()
+                    seen += idx.numel()
+                    step += 1
+                if hooks.on_epoch_end is not None:
+                    hooks.on_epoch_end(epoch, model)
+        metrics: dict = {}
+        for ev in evaluators:
+            metrics.update(ev.evaluate(model, data.normalize))
+        n_reports += 1
+        metrics.update(train_loss=(loss_sum / max(seen, 1)).item(), step=step,
+                       coreset_epochs=step / spe, epoch=n_reports,
+                       final=report_epoch == report_epochs[-1],
+                       segment_seconds=time.perf_counter() - started)
+        loss_sum.zero_()
+        seen = 0
+        seg_start = report_epoch
+        if hooks.on_report is not None:
+            hooks.on_report(dict(metrics))
+        yield metrics
+
+
+def train(model: nn.Module, data: DeviceData, indices: np.ndarray, labels: LabelSource,
+          evaluators: Sequence[Evaluator], budget: BudgetSpec, optimizer: OptimizerSpec,
+          seed: int, **kw) -> TrainResult:
+    """Run :func:`train_steps` to the end; the curves and the final metrics."""
+    started = time.perf_counter()
+    result = TrainResult(metrics={})
+    for metrics in train_steps(model, data, indices, labels, evaluators, budget, optimizer,
+                               seed, **kw):
+        result.curves.append(metrics)
+        result.metrics = metrics
+    bs, spe, total, _ = plan_steps(len(indices), optimizer, budget)
+    result.steps = int(result.metrics.get("step", 0))
+    result.epochs_run = result.steps / spe
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+__all__ = ["Hooks", "RngState", "TrainResult", "autocast", "init_model", "make_optimizer",
+           "plan_steps", "predict_logits", "train", "train_steps"]
