@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args.dir, console)
         return 0
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
 
 

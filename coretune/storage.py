@@ -58,11 +58,15 @@ class Location:
         return posixpath.join(self.base, *parts) if parts else self.base
 
     def child(self, *parts: str) -> Location:
-        """A :class:`Location` below this one (same filesystem)."""
-        if "://" not in self.uri:
-            return Location(os.path.join(self.base, *parts))
-        head, sep, query = self.uri.partition("?")
-        return Location(posixpath.join(head.rstrip("/"), *parts) + sep + query)
+        """A :class:`Location` below this one, sharing its filesystem object."""
+        loc = object.__new__(Location)
+        if "://" in self.uri:
+            head, sep, query = self.uri.partition("?")
+            loc.uri = posixpath.join(head.rstrip("/"), *parts) + sep + query
+        else:
+            loc.uri = os.path.join(self.uri, *parts)
+        loc.fs, loc.base = self.fs, posixpath.join(self.base, *parts)
+        return loc
 
     # ----------------------------------------------------------------- queries
     def info(self, rel: str) -> pafs.FileInfo:

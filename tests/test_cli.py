@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from coretune.artifacts.store import ArtifactStore, Built
 from coretune.cli import main
-from coretune.harness.artifacts import ArtifactStore
 
 
 def _run(capsys, *argv):
@@ -17,6 +17,9 @@ def test_dry_run_counts_trials(capsys, write_spec, tmp_path):
     code, out = _run(capsys, "sweep", str(write_spec()), "--out", str(tmp_path / "o"),
                      "--dry-run", "--cache", str(tmp_path / "c"))
     assert code == 0 and "16 trials" in out.out
+    # the plan: teacher, dynamics and 4 coresets to build, none cached
+    assert "artifacts: 6 needed, 0 cached, 6 to build" in out.out
+    assert out.out.count("[build ]") == 6 and "<- scores=dynamics-" in out.out
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
 
 
@@ -47,22 +50,49 @@ def test_missing_dataset_files_name_the_path(capsys, write_spec, tmp_path):
 
 
 def test_corrupt_cache_is_reported_before_work(capsys, write_spec, tmp_path):
-    from coretune.harness.sweep import plan_sweep
+    from pathlib import Path
+
+    from coretune.driver.plan import plan_sweep
 
     spec = write_spec()
     cache = tmp_path / "cache"
     plan = plan_sweep(spec, tmp_path / "o", cache)
-    key = next(iter(plan.teachers))
-    art = ArtifactStore(cache).save(key, {"train_logits": np.zeros((3, 10))}, {"test_acc": 1})
-    (art.path / "train_logits.npy").write_bytes(b"corrupted")
+    key = next(n.key for n in plan.nodes if n.kind == "teacher")
+    art = ArtifactStore(cache).save(key, Built({"train_logits": np.zeros((3, 10))},
+                                               {"test_acc": 1}))
+    (Path(art.path) / "train_logits.npy").write_bytes(b"corrupted")
     code, out = _run(capsys, "sweep", str(spec), "--out", str(tmp_path / "o"),
                      "--cache", str(cache))
     err = out.err.replace("\n", "")
     assert code == 2 and "corrupt" in err and "train_logits.npy" in err
     assert not (tmp_path / "o").exists()
-    assert (art.path / "train_logits.npy").read_bytes() == b"corrupted"  # nothing deleted
+    assert (Path(art.path) / "train_logits.npy").read_bytes() == b"corrupted"  # kept
 
 
 def test_report_without_results(capsys, tmp_path):
     code, out = _run(capsys, "report", str(tmp_path))
-    assert code == 2 and "trials.parquet" in out.err
+    assert code == 2 and "no trial results" in out.err
+
+
+def test_out_under_a_regular_file_is_refused(capsys, write_spec, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, out = _run(capsys, "sweep", str(write_spec()), "--out", str(tmp_path / "file" / "o"),
+                     "--dry-run")
+    assert code == 2 and "is not a directory" in out.err
+
+
+def test_cluster_refuses_node_local_storage(capsys, write_spec, tmp_path):
+    from coretune.storage import mount_fstype
+
+    if mount_fstype(str(tmp_path)) in (None, "nfs", "nfs4"):
+        import pytest
+
+        pytest.skip("tmp_path is not on a node-local filesystem here")
+    code, out = _run(capsys, "sweep", str(write_spec()), "--out", str(tmp_path / "o"),
+                     "--cache", str(tmp_path / "c"), "--address", "127.0.0.1:1", "--dry-run")
+    assert code == 2 and "--cache" in out.err and "local disk" in out.err
+    assert not (tmp_path / "o").exists()
+    code, out = _run(capsys, "sweep", str(write_spec()), "--out", str(tmp_path / "o"),
+                     "--cache", str(tmp_path / "c"), "--address", "127.0.0.1:1", "--dry-run",
+                     "--allow-node-local")
+    assert code == 0

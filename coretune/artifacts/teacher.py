@@ -24,7 +24,7 @@ from coretune.artifacts.store import (
 from coretune.spec import AugmentSpec, RecipeSpec, TrialSpec
 from coretune.train.augment import augment_views
 from coretune.train.data import DeviceData, ImageDataset, to_device
-from coretune.train.evaluate import evaluate, predict_logits, test_evaluator
+from coretune.train.evaluate import evaluate, predict_logits, on_test_split
 from coretune.train.labels import HardLabels
 from coretune.train.loop import Hooks, TrainResult, init_model, train
 from coretune.train.models import build_model
@@ -42,7 +42,7 @@ def train_full(data: DeviceData, recipe: RecipeSpec, hooks: Hooks | None = None,
                        data.num_classes, recipe.seed, data.device)
     result = train(model, data, np.arange(data.train_y.numel()),
                    HardLabels(data.train_y if labels is None else labels),
-                   [test_evaluator(data)], recipe.budget, recipe.optimizer, recipe.seed,
+                   [on_test_split(data)], recipe.budget, recipe.optimizer, recipe.seed,
                    augment=recipe.augment, hooks=hooks)
     return model, result
 

@@ -70,14 +70,14 @@ class Evaluator:
                                       self.labels, prefix=self.name)
 
 
-def test_evaluator(data: DeviceData) -> Evaluator:
+def on_test_split(data: DeviceData) -> Evaluator:
     """The test split with its ground-truth labels."""
     return Evaluator("test", data.test_x, data.test_y)
 
 
 def split_evaluators(data: DeviceData) -> list[Evaluator]:
     """Test split, and the validation split when the dataset holds one out."""
-    out = [test_evaluator(data)]
+    out = [on_test_split(data)]
     if data.val_x is not None:
         out.append(Evaluator("val", data.val_x, data.val_y))
     return out
@@ -95,4 +95,4 @@ def held_out_evaluator(data: DeviceData, positions: np.ndarray, labels: np.ndarr
 
 def evaluate(model: nn.Module, data: DeviceData) -> dict:
     """Test-split metrics of ``model``."""
-    return test_evaluator(data).evaluate(model, data.normalize)
+    return on_test_split(data).evaluate(model, data.normalize)

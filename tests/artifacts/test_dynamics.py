@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from coretune.harness.data import load_dataset, to_device
-from coretune.harness.dynamics import DynamicsRecorder, record_dynamics
-from coretune.harness.train import Budget, OptimConfig, TrainRecipe
+from coretune.train.data import load_dataset, to_device
+from coretune.artifacts.dynamics import DynamicsRecorder, record_dynamics
+from coretune.spec import BudgetSpec, DynamicsSpec, OptimizerSpec
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,10 @@ def test_recorded_run_scores_mislabelled_samples_as_hard():
     noisy = ds.train_y.copy()
     flipped = rng.choice(len(noisy), 100, replace=False)
     noisy[flipped] = (noisy[flipped] + 1 + rng.integers(0, 9, 100)) % 10
-    recipe = TrainRecipe("mlp", OptimConfig(lr=0.05, batch_size=64), Budget("epochs", 12))
-    scores, meta, _ = record_dynamics(ds, 0, recipe, labels=noisy, label_source="noisy")
+    recipe = DynamicsSpec(arch="mlp", optimizer=OptimizerSpec(lr=0.05, batch_size=64),
+                          budget=BudgetSpec(unit="epochs", value=12), label_source="noisy")
+    built = record_dynamics(ds, recipe, labels=noisy)
+    scores, meta = built.arrays, built.meta
     clean = np.setdiff1d(np.arange(len(noisy)), flipped)
     # AUM (Pleiss et al. 2020): mislabelled samples have low margins
     assert scores["aum"][flipped].mean() < scores["aum"][clean].mean() - 2

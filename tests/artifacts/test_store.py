@@ -1,40 +1,113 @@
+"""The artifact store: commit markers, corruption, exactly-once builds across processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from coretune.harness.artifacts import ArtifactStore, CorruptArtifactError, content_key
+from coretune.artifacts.store import COMMIT, LOCK, ArtifactStore, Built, CorruptArtifactError
+from coretune.spec import content_key
 
 
-def test_content_key_is_order_insensitive_and_spec_sensitive():
-    assert content_key("t", {"a": 1, "b": [1, 2]}) == content_key("t", {"b": [1, 2], "a": 1})
-    assert content_key("t", {"a": 1}) != content_key("t", {"a": 2})
-    assert content_key("t", {"a": 1}) != content_key("u", {"a": 1})
+def _key(name: str = "x") -> str:
+    return content_key("scores", 1, {"d": name})
 
 
-def test_get_or_compute_runs_once_and_round_trips(tmp_path):
+def test_content_key_is_order_insensitive_and_input_sensitive():
+    assert content_key("t", 1, {"a": 1, "b": [1, 2]}) == content_key("t", 1, {"b": [1, 2], "a": 1})
+    assert content_key("t", 1, {"a": 1}) != content_key("t", 1, {"a": 2})
+    assert content_key("t", 1, {"a": 1}) != content_key("u", 1, {"a": 1})
+    assert content_key("t", 1, {"a": 1}) != content_key("t", 2, {"a": 1})  # version
+    assert content_key("t", 1, {}, {"d": "k1"}) != content_key("t", 1, {}, {"d": "k2"})
+    assert content_key("t", 1, {}, None, "fp1") != content_key("t", 1, {}, None, "fp2")
+
+
+def test_build_once_runs_once_and_round_trips(tmp_path):
     store = ArtifactStore(tmp_path)
     calls = []
 
     def compute():
         calls.append(1)
-        return {"x": np.arange(5)}, {"acc": 0.5}, {"blob": b"abc"}
+        return Built({"x": np.arange(5)}, {"acc": 0.5}, {"blob": b"abc"})
 
-    key = content_key("scores", {"d": "digits"})
-    art, computed = store.get_or_compute(key, compute)
-    again, computed_again = store.get_or_compute(key, compute)
-    assert computed and not computed_again and len(calls) == 1
+    art, built = store.build_once(_key(), compute)
+    again, built_again = store.build_once(_key(), compute)
+    assert built and not built_again and len(calls) == 1
     assert np.array_equal(again.array("x"), np.arange(5)) and again.blob("blob") == b"abc"
-    assert again.meta["acc"] == 0.5
-    assert not [p for p in (tmp_path / "scores").iterdir() if p.name.startswith(".")]
+    assert again.meta["acc"] == 0.5 and again.has("x") and not again.has("weights")
+    assert not (Path(art.path) / LOCK).exists()
+
+
+def test_files_without_commit_marker_are_rebuilt_not_read(tmp_path):
+    store = ArtifactStore(tmp_path)
+    art = store.save(_key(), Built({"x": np.arange(3)}, {}))
+    (Path(art.path) / COMMIT).unlink()  # a build killed before its commit
+    (Path(art.path) / "x.npy").write_bytes(b"half-written")
+    assert not store.exists(_key())
+    rebuilt, built = store.build_once(_key(), lambda: Built({"x": np.arange(4)}, {}))
+    assert built and rebuilt.array("x").tolist() == [0, 1, 2, 3]
 
 
 def test_corrupt_artifact_raises_naming_the_file(tmp_path):
     store = ArtifactStore(tmp_path)
-    key = content_key("scores", {"d": 1})
-    art = store.save(key, {"x": np.arange(100)}, {})
-    (art.path / "x.npy").write_bytes(b"garbage")
+    art = store.save(_key(), Built({"x": np.arange(100)}, {}))
+    (Path(art.path) / "x.npy").write_bytes(b"garbage")
     with pytest.raises(CorruptArtifactError, match="x.npy"):
-        store.load(key)
-    (art.path / "meta.json").write_text("{not json")
-    with pytest.raises(CorruptArtifactError, match="meta.json"):
-        store.load(key)
-    assert (art.path / "x.npy").exists()  # nothing is deleted behind the user's back
+        store.load(_key())
+    (Path(art.path) / COMMIT).write_text("{not json")
+    with pytest.raises(CorruptArtifactError, match=COMMIT):
+        store.load(_key())
+    assert (Path(art.path) / "x.npy").exists()  # nothing is deleted behind the user's back
+
+
+def test_marker_checksums_are_the_stores_own(tmp_path):
+    store = ArtifactStore(tmp_path)
+    art = store.save(_key(), Built({"x": np.arange(10)}, {"files": "user meta cannot lie"}))
+    marker = json.loads((Path(art.path) / COMMIT).read_text())
+    assert set(marker["files"]) == {"x.npy"} and marker["meta"]["files"] == "user meta cannot lie"
+
+
+def test_stale_lock_of_a_dead_builder_is_taken_over(tmp_path):
+    store = ArtifactStore(tmp_path, stale_after=0.5)
+    lock = tmp_path / "scores" / _key() / LOCK
+    lock.parent.mkdir(parents=True)
+    lock.write_text("dead-host:1:token")
+    old = time.time() - 10
+    os.utime(lock, (old, old))
+    art, built = store.build_once(_key(), lambda: Built({"x": np.arange(2)}, {}))
+    assert built and art.array("x").tolist() == [0, 1]
+
+
+def _builder(root: str, log: str, start: float) -> None:
+    while time.time() < start:  # all processes race for the lock at once
+        time.sleep(0.001)
+    store = ArtifactStore(root)
+
+    def compute():
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(0.3)
+        return Built({"x": np.arange(7)}, {"by": os.getpid()})
+
+    art, _ = store.build_once(_key("shared"), compute, poll=0.01)
+    assert art.array("x").tolist() == list(range(7))
+
+
+def test_many_processes_build_each_artifact_once(tmp_path):
+    log = tmp_path / "builds.log"
+    ctx = mp.get_context("spawn")
+    start = time.time() + 1.5
+    procs = [ctx.Process(target=_builder, args=(str(tmp_path / "store"), str(log), start))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert len(log.read_text().split()) == 1

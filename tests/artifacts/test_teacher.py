@@ -1,27 +1,35 @@
 import numpy as np
 import pytest
 
-from coretune.harness.artifacts import ArtifactStore
-from coretune.harness.augment import augment_views
-from coretune.harness.data import load_dataset
-from coretune.harness.teacher import TeacherService, get_teacher
-from coretune.harness.train import Budget, OptimConfig, TrainRecipe, predict_logits
+from coretune.artifacts.graph import Node, build
+from coretune.artifacts.store import ArtifactStore
+from coretune.artifacts.teacher import TeacherService
+from coretune.spec import BudgetSpec, DataSpec, OptimizerSpec, RecipeSpec
+from coretune.train.augment import augment_views
+from coretune.train.data import load_dataset
+from coretune.train.evaluate import predict_logits
 
-RECIPE = TrainRecipe("mlp", OptimConfig(lr=0.05, batch_size=64), Budget("epochs", 6))
+RECIPE = RecipeSpec(arch="mlp", optimizer=OptimizerSpec(lr=0.05, batch_size=64),
+                    budget=BudgetSpec(unit="epochs", value=6))
+
+
+def teacher_node(ds):
+    return Node("teacher", RECIPE.model_dump(mode="json"), (), DataSpec(name="digits"),
+                ds.fingerprint)
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     ds = load_dataset("digits")
     store = ArtifactStore(tmp_path_factory.mktemp("cache"))
-    art, trained = get_teacher(store, ds, 0, RECIPE)
+    art, trained = build(teacher_node(ds), store, ds)
     return ds, store, art, trained
 
 
 def test_teacher_trained_once_and_cached(teacher):
     ds, store, art, trained = teacher
     assert trained
-    again, trained_again = get_teacher(store, ds, 0, RECIPE)
+    again, trained_again = build(teacher_node(ds), store, ds)
     assert not trained_again and again.key == art.key
     assert art.meta["test_acc"] > 0.9
     logits = art.array("train_logits")
@@ -31,7 +39,7 @@ def test_teacher_trained_once_and_cached(teacher):
 
 def test_service_views_match_an_independent_forward_pass(teacher):
     ds, store, art, _ = teacher
-    svc = TeacherService(ds, str(store.root), art.key)
+    svc = TeacherService(ds, store.uri, art.key)
     idx = np.array([5, 17, 400])
     out = svc.view_logits(seed=2, epochs=np.array([0, 3]), indices=idx)
     assert out.shape == (2, 3, 10)

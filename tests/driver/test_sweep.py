@@ -1,4 +1,4 @@
-"""A real sweep through Ray Tune on CPU, read back from Parquet and checked."""
+"""Real sweeps through Ray Tune on CPU, read back from the part-file results and checked."""
 
 from __future__ import annotations
 
@@ -8,30 +8,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coretune.harness.data import load_dataset
-from coretune.harness.runner import run_sweep
-from coretune.reports.schema import CURVES, SELECTIONS, TRIALS, read_table
+from coretune.driver.plan import plan_sweep
+from coretune.driver.run import run_sweep
+from coretune.reports.results import ResultsStore
 from coretune.search_spaces.schema import expand, load_spec
 from coretune.selectors import budget_for
+from coretune.train.data import load_dataset
+from tests.conftest import TINY_SPEC
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("sweep")
-    from tests.conftest import TINY_SPEC
-
     spec = root / "tiny.yaml"
     spec.write_text(TINY_SPEC.format(name="tiny"))
-    summary = run_sweep(spec, root / "out", cache_dir=root / "cache")
+    summary = run_sweep(spec, root / "out", cache=root / "cache")
     return spec, root, summary
+
+
+def _results(path) -> ResultsStore:
+    return ResultsStore(str(path))
 
 
 def test_every_trial_lands_ok_in_parquet(swept):
     spec, root, summary = swept
-    trials = read_table(root / "out" / "trials.parquet", TRIALS)
+    trials = _results(root / "out").read("trials")
     expected = expand(load_spec(spec))
     assert len(trials) == len(expected) == 16 and summary.trials_run == 16
-    assert set(trials["trial_id"]) == {t["trial_id"] for t in expected}
     assert (trials["status"] == "ok").all() and not trials["stopped_early"].any()
     n = len(load_dataset("digits").train_y)
     assert (trials["n_selected"] == trials["ratio"].map(lambda r: budget_for(n, r))).all()
@@ -41,10 +44,11 @@ def test_every_trial_lands_ok_in_parquet(swept):
     assert trials.loc[~soft, "teacher_test_acc"].isna().all()
     smooth = trials[trials["label_mode"] == "smooth"]
     assert len(smooth) == 4 and smooth["eps"].eq(0.1).all() and smooth["test_acc"].gt(0.1).all()
+    assert smooth["smoothing"].eq("paper").all()
     assert trials["device"].eq("cpu").all() and trials["train_seconds"].gt(0).all()
     assert json.loads(trials["budget"].iloc[0]) == {"unit": "iterations", "value": 30,
                                                     "max_reports": 3}
-    assert 0.0 <= summary.ray_overhead_share < 1.0
+    assert 0.0 <= summary.ray_overhead_share < 1.0 and summary.artifacts_built == 6
     # kd: the teacher service computed each (seed, epoch, index) view once, shared by trials
     (service,) = summary.teacher_service.values()
     assert 0 < service["views_computed"] <= service["views_served"]
@@ -52,17 +56,18 @@ def test_every_trial_lands_ok_in_parquet(swept):
 
 def test_curves_and_selections_are_consistent(swept):
     _, root, _ = swept
-    trials = read_table(root / "out" / "trials.parquet", TRIALS)
-    curves = read_table(root / "out" / "curves.parquet", CURVES)
+    results = _results(root / "out")
+    trials, curves = results.read("trials"), results.read("curves")
     epochs = curves.sort_values("epoch").groupby("trial_id")["epoch"].apply(list).to_dict()
     assert epochs == {t: [1, 2, 3] for t in trials["trial_id"]}
     last = curves.sort_values("epoch").groupby("trial_id")["test_acc"].last()
     assert np.allclose(last[trials["trial_id"]].to_numpy(), trials["test_acc"].to_numpy())
-    sel = read_table(root / "out" / "selections.parquet", SELECTIONS)
+    sel = results.read("selections")
     sizes = sel.groupby("selection_key")["index"].nunique()
     assert len(sizes) == 4  # 2 selectors × 2 ratios, shared by the four label modes
     assert sorted(sizes.tolist()) == sorted(
         [budget_for(1437, 0.05), budget_for(1437, 0.2)] * 2)
+    assert set(trials["selection_key"]) == set(sizes.index)
     # the stored random coreset is exactly what the selector gives for that seed
     from coretune.selectors import SelectionContext, select
 
@@ -73,20 +78,114 @@ def test_curves_and_selections_are_consistent(swept):
 
 def test_rerun_skips_finished_trials_and_keeps_rows(swept, ray_session):
     spec, root, _ = swept
-    before = read_table(root / "out" / "trials.parquet", TRIALS)
-    from coretune.harness.sweep import plan_sweep
-
+    before = _results(root / "out").read("trials")
     plan = plan_sweep(spec, root / "out", root / "cache")
-    assert plan.trials == [] and plan.skipped == 16
-    after = read_table(root / "out" / "trials.parquet", TRIALS)
-    pd.testing.assert_frame_equal(before, after)
+    assert plan.trials == [] and plan.skipped == 16 and not plan.missing
+    summary = run_sweep(spec, root / "out", cache=root / "cache")
+    assert summary.trials_run == 0
+    pd.testing.assert_frame_equal(before, _results(root / "out").read("trials"))
 
 
 def test_asha_stops_some_trials_early(swept, ray_session, tmp_path):
     spec, root, _ = swept
-    summary = run_sweep(spec, tmp_path / "asha", cache_dir=root / "cache", scheduler="asha")
-    trials = read_table(tmp_path / "asha" / "trials.parquet", TRIALS)
-    assert summary.artifact_seconds < 5  # teacher and dynamics came from the cache
+    summary = run_sweep(spec, tmp_path / "asha", cache=root / "cache", scheduler="asha")
+    trials = _results(tmp_path / "asha").read("trials")
+    assert summary.artifacts_built == 0  # teacher, dynamics and coresets came from the cache
     assert set(trials["status"]) <= {"ok", "stopped"} and trials["stopped_early"].any()
     stopped = trials[trials["stopped_early"]]
     assert (stopped["epochs_run"] < trials["epochs_run"].max()).all()
+
+
+def test_a_trial_with_three_students_writes_three_rows(swept, ray_session, tmp_path, write_spec):
+    _, root, _ = swept
+    spec = write_spec("three", replace={
+        "seeds: [0]": "seeds: [0, 1, 2]\nstudents_per_trial: 3",
+        "ratios: [0.05, 0.2]": "ratios: [0.05]",
+        "  - name: ccs\n    args: {score: aum, beta: 0.1}\n": "",
+        "  - {mode: smooth, eps: 0.1, smoothing: paper}\n": "",
+        "  - {mode: soft, tau: 4.0, lam: 1.0}\n": "",
+        "  - {mode: kd, tau: 4.0, lam: 0.9}\n": ""})
+    summary = run_sweep(spec, tmp_path / "three", cache=root / "cache")
+    trials = _results(tmp_path / "three").read("trials")
+    assert summary.tune_trials == 1 and len(trials) == 3
+    assert sorted(trials["seed"]) == [0, 1, 2] and trials["group_id"].nunique() == 1
+    assert (trials["status"] == "ok").all() and trials["train_seconds"].nunique() == 3
+    # each student is the one it would have been alone: seed 0 equals the tiny sweep's row
+    tiny = _results(root / "out").read("trials")
+    alone = tiny[(tiny["selector"] == "random") & (tiny["ratio"] == 0.05)
+                 & (tiny["label_mode"] == "hard")]
+    grouped = trials[trials["seed"] == 0]
+    assert grouped["trial_id"].item() == alone["trial_id"].item()
+    assert grouped["test_nll"].item() == alone["test_nll"].item()
+    curves = _results(tmp_path / "three").read("curves")
+    assert len(curves) == 9 and curves.groupby("trial_id").size().eq(3).all()
+
+
+def test_plugin_artifact_kind_and_label_source_in_a_sweep(swept, ray_session, tmp_path,
+                                                          write_spec):
+    _, root, _ = swept
+    spec = write_spec("plugin", replace={
+        "seeds: [0]": "seeds: [0]\nplugins: [tests.plugins.noisy_source]",
+        "  - name: ccs\n    args: {score: aum, beta: 0.1}\n": "",
+        "  - {mode: smooth, eps: 0.1, smoothing: paper}\n": "",
+        "  - {mode: soft, tau: 4.0, lam: 1.0}\n": "",
+        "  - {mode: kd, tau: 4.0, lam: 0.9}\n": "  - {mode: noisy, args: {rate: 0.9}}\n"})
+    plan = plan_sweep(spec, tmp_path / "p", root / "cache")
+    noisy = [n for n in plan.nodes if n.kind == "noisy_labels"]
+    assert len(noisy) == 1 and noisy[0].key not in plan.cached
+    summary = run_sweep(spec, tmp_path / "p", cache=root / "cache")
+    trials = _results(tmp_path / "p").read("trials")
+    assert summary.artifacts_built == 1 and (trials["status"] == "ok").all()
+    acc = trials.set_index(["label_mode", "ratio"])["test_acc"].sort_index()
+    # 90 % of the labels flipped: the noisy students learn far less than the clean ones
+    assert (acc.loc["noisy"] < acc.loc["hard"] - 0.3).all()
+
+
+def test_version_bump_rebuilds_exactly_that_kind_and_dependants(swept, monkeypatch):
+    spec, root, _ = swept
+    before = plan_sweep(spec, root / "out2", root / "cache")
+    assert not before.missing
+    from coretune.artifacts import graph
+
+    bumped = graph._KINDS["dynamics"]
+    monkeypatch.setitem(graph._KINDS, "dynamics",
+                        graph.ArtifactKind(**{**bumped.__dict__, "version": bumped.version + 1}))
+    after = plan_sweep(spec, root / "out2", root / "cache")
+    missing = {n.kind: 0 for n in after.missing}
+    for n in after.missing:
+        missing[n.kind] += 1
+    # the dynamics run and the two ccs coresets built on it; teacher and random coresets kept
+    assert missing == {"dynamics": 1, "selection": 2}
+    assert all(dict(n.deps).get("scores") is not None for n in after.missing
+               if n.kind == "selection")
+    assert {n.key for n in after.nodes if n.kind == "teacher"} <= after.cached
+
+
+def test_keys_do_not_depend_on_where_the_data_lives(tmp_path, write_spec):
+    import gzip
+    import shutil
+    import struct
+
+    def idx(path, arr):
+        header = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I",
+                                                                       *arr.shape)
+        path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+
+    rng = np.random.default_rng(0)
+    first = tmp_path / "a" / "fmnist"
+    first.mkdir(parents=True)
+    idx(first / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (200, 28, 28)))
+    idx(first / "train-labels-idx1-ubyte.gz", np.arange(200) % 10)
+    idx(first / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (50, 28, 28)))
+    idx(first / "t10k-labels-idx1-ubyte.gz", np.arange(50) % 10)
+    spec = write_spec(replace={"datasets: digits": "datasets: fashion_mnist"})
+    a = plan_sweep(spec, tmp_path / "o", tmp_path / "c", data_root=str(first))
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    b = plan_sweep(spec, tmp_path / "o", tmp_path / "c", data_root=str(moved))
+    assert [t.trial_id for t in a.trials] == [t.trial_id for t in b.trials]
+    assert [n.key for n in a.nodes] == [n.key for n in b.nodes]
+    idx(moved / "t10k-labels-idx1-ubyte.gz", (np.arange(50) + 1) % 10)  # changed data
+    c = plan_sweep(spec, tmp_path / "o", tmp_path / "c", data_root=str(moved))
+    assert not {n.key for n in c.nodes} & {n.key for n in a.nodes}

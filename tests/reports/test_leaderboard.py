@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from coretune.reports import schema as S
+from coretune.reports.results import ResultsStore
 from coretune.reports.leaderboard import (
     Leaderboard,
     RowKey,
@@ -163,19 +164,20 @@ def test_render_rich_marks_best_bold_green(boards: list[Leaderboard]) -> None:
 
 
 def test_write_report(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="trials.parquet"):
+    with pytest.raises(FileNotFoundError, match="no trial results"):
         write_report(tmp_path, Console(file=io.StringIO()))
-    S.write_parquet_atomic(S.to_table(_rows(), S.TRIALS), tmp_path / "trials.parquet")
+    ResultsStore(str(tmp_path)).write("trials", _rows())
     buf = io.StringIO()
     md = write_report(tmp_path, Console(file=buf, width=250))
-    assert md == tmp_path / "leaderboard.md"
-    assert md.read_text() == render_markdown(leaderboard_tables(_frame(_rows())))
-    assert sorted(os.listdir(tmp_path)) == ["leaderboard.md", "trials.parquet"]
+    assert md == str(tmp_path / "leaderboard.md")
+    assert Path(md).read_text() == render_markdown(leaderboard_tables(_frame(_rows())))
+    assert sorted(os.listdir(tmp_path)) == ["leaderboard.md", "trials"]
     assert "random" in buf.getvalue()
 
 
 def test_write_report_rejects_corrupt_trials(tmp_path: Path) -> None:
-    (tmp_path / "trials.parquet").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="trials.parquet"):
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "trials" / "part-1.parquet").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="part-1.parquet"):
         write_report(tmp_path, Console(file=io.StringIO()))
     assert not (tmp_path / "leaderboard.md").exists()

@@ -1,4 +1,4 @@
-from coretune.harness.sweep import now, trial_row, versions
+from coretune.reports.rows import now, trial_row, versions
 from coretune.reports.schema import TRIALS, to_table
 from coretune.search_spaces.schema import expand, parse_spec
 
@@ -7,26 +7,30 @@ SPEC = {"name": "rows", "datasets": "digits", "archs": "mlp",
         "label_modes": [{"mode": "soft", "tau": 2.0, "lam": 0.5}]}
 
 
-def _trial():
+def _row(metrics, error=None):
     trial = expand(parse_spec(SPEC))[0]
-    trial["teacher_key"] = "teacher-x"
-    return trial
+    return trial_row(trial, "t1", metrics, error, versions(), teacher_key="teacher-x",
+                     teacher_acc=0.99, select_seconds=0.1, started=now(), finished=now())
 
 
 def test_error_row_is_valid_and_marked():
-    row = trial_row(_trial(), {}, "RuntimeError: boom", versions(), None, 0.1, now(), now())
-    table = to_table([row], TRIALS)
-    rec = table.to_pylist()[0]
+    rec = to_table([_row({}, "RuntimeError: boom")], TRIALS).to_pylist()[0]
     assert rec["status"] == "error" and rec["error"] == "RuntimeError: boom"
     assert rec["test_acc"] is None and not rec["stopped_early"]
 
 
 def test_unfinished_row_is_stopped_early():
-    metrics = {"test_acc": 0.5, "final": False, "epochs_run": 2.0, "n_selected": 144}
-    row = trial_row(_trial(), metrics, None, versions(), 0.99, 0.1, now(), now())
-    rec = to_table([row], TRIALS).to_pylist()[0]
-    assert rec["status"] == "stopped" and rec["stopped_early"]
+    metrics = {"test_acc": 0.5, "test_nll": 1.0, "train_loss": 1.0, "final": False,
+               "coreset_epochs": 2.0, "n_selected": 144}
+    rec = to_table([_row(metrics)], TRIALS).to_pylist()[0]
+    assert rec["status"] == "stopped" and rec["stopped_early"] and rec["epochs_run"] == 2.0
     assert rec["tau"] == 2.0 and rec["lam"] == 0.5 and rec["teacher_test_acc"] == 0.99
-    done = trial_row(_trial(), {**metrics, "final": True}, None, versions(), 0.99, 0.1, now(),
-                     now())
+    assert rec["smoothing"] == "uniform" and rec["metric"] == "test_acc"
+    done = _row({**metrics, "final": True})
     assert done["status"] == "ok" and not done["stopped_early"]
+
+
+def test_non_finite_loss_is_diverged():
+    metrics = {"test_acc": 0.1, "test_nll": float("nan"), "train_loss": float("inf"),
+               "final": True}
+    assert _row(metrics)["status"] == "diverged"

@@ -21,6 +21,9 @@ TRIAL_COLUMNS = [
     "epochs_run", "stopped_early", "select_seconds", "train_seconds", "peak_memory_bytes",
     "device", "coretune_version", "git_sha", "torch_version", "ray_version", "started_at",
     "finished_at",
+    # added after DESIGN.md's columns by the middle-layer rebuild, all nullable
+    "smoothing", "val_acc", "val_top5", "val_nll", "val_ece", "metric", "data_fingerprint",
+    "selection_key", "group_id",
 ]
 
 
@@ -33,7 +36,8 @@ def test_schemas_have_the_contract_columns_in_order() -> None:
     assert S.TRIALS.field("started_at").type == pa.timestamp("us", tz="UTC")
     assert S.TRIALS.field("stopped_early").type == pa.bool_()
     assert S.CURVES.names == ["sweep", "trial_id", "epoch", "step", "coreset_epochs",
-                              "train_loss", "test_acc", "test_top5", "test_nll", "test_ece"]
+                              "train_loss", "test_acc", "test_top5", "test_nll", "test_ece",
+                              "val_acc", "val_top5", "val_nll", "val_ece"]
     assert S.SELECTIONS.names == ["selection_key", "dataset", "selector", "selector_args",
                                   "ratio", "seed", "index", "weight"]
 
@@ -110,53 +114,17 @@ def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(pq, "write_table", broken)
     with pytest.raises(OSError, match="disk full"):
         S.write_parquet_atomic(_trials(make_trial_row(test_acc=0.75)), path)
-    with pytest.raises(OSError, match="disk full"):
-        S.append_parquet_atomic(_trials(make_trial_row(trial_id="t9")), path,
-                                ["sweep", "trial_id"])
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["trials.parquet"]
     assert S.read_table(path, S.TRIALS)["test_acc"].tolist() == [0.25]
 
 
-def test_append_replaces_same_key_and_keeps_others(tmp_path: Path) -> None:
-    path = tmp_path / "trials.parquet"
-    key = ["sweep", "trial_id"]
-    S.append_parquet_atomic(_trials(make_trial_row(trial_id="a", test_acc=0.1),
-                                    make_trial_row(trial_id="b", test_acc=0.2)), path, key)
-    S.append_parquet_atomic(_trials(make_trial_row(trial_id="b", test_acc=0.9),
-                                    make_trial_row(trial_id="c", test_acc=0.3),
-                                    make_trial_row(sweep="other", trial_id="a", test_acc=0.4)),
-                            path, key)
-    frame = S.read_table(path, S.TRIALS)
-    got = {(r.sweep, r.trial_id): r.test_acc for r in frame.itertuples()}
-    assert got == {("s", "a"): 0.1, ("s", "b"): 0.9, ("s", "c"): 0.3, ("other", "a"): 0.4}
-    assert os.listdir(tmp_path) == ["trials.parquet"]
-
-
-def test_append_on_curves_and_selections(tmp_path: Path) -> None:
-    curves = [{"sweep": "s", "trial_id": "t", "epoch": e, "step": 10 * e,
-               "coreset_epochs": float(e), "train_loss": 1.0 / e, "test_acc": None}
-              for e in (1, 2)]
-    S.append_parquet_atomic(S.to_table(curves, S.CURVES), tmp_path / "c.parquet",
-                            ["sweep", "trial_id", "epoch"])
-    S.append_parquet_atomic(S.to_table(curves[1:], S.CURVES), tmp_path / "c.parquet",
-                            ["sweep", "trial_id", "epoch"])
-    assert S.read_table(tmp_path / "c.parquet", S.CURVES)["epoch"].tolist() == [1, 2]
-    sel = [{"selection_key": "k", "dataset": "d", "selector": "random", "selector_args": "{}",
-            "ratio": 0.1, "seed": 0, "index": i} for i in (5, 7)]
-    table = S.to_table(sel, S.SELECTIONS)
-    assert table.column("weight").null_count == 2
-    with pytest.raises(ValueError, match="nope"):
-        S.append_parquet_atomic(table, tmp_path / "s.parquet", ["nope"])
-
-
-def test_append_onto_corrupt_file_raises_and_keeps_it(tmp_path: Path) -> None:
-    path = tmp_path / "trials.parquet"
-    path.write_bytes(b"not parquet at all")
-    with pytest.raises(ValueError, match="trials.parquet"):
-        S.append_parquet_atomic(_trials(make_trial_row()), path, ["sweep", "trial_id"])
-    assert path.read_bytes() == b"not parquet at all"
+def test_files_written_before_a_nullable_column_existed_still_read(tmp_path: Path) -> None:
+    old = _trials(make_trial_row()).drop_columns(["smoothing", "val_acc", "group_id"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    frame = S.read_table(tmp_path / "old.parquet", S.TRIALS)
+    assert list(frame.columns) == TRIAL_COLUMNS and frame["val_acc"].isna().all()
 
 
 def test_read_corrupt_file_names_the_path(tmp_path: Path) -> None:

@@ -1,14 +1,16 @@
 import pytest
 
-from coretune.cli import DEMO_SPEC
-from coretune.search_spaces.schema import SpecError, expand, load_spec, parse_spec, selection_key
+from coretune.artifacts.graph import node_for
+from coretune.driver.plan import DEMO_SPEC
+from coretune.search_spaces.schema import SpecError, expand, load_spec, parse_spec
+from coretune.spec import AugmentSpec
 
 
 def test_demo_spec_is_valid_and_big_enough():
     spec = load_spec(DEMO_SPEC)
     trials = expand(spec)
     assert len(trials) == len(spec.selectors) * 3 * 3 * 2
-    assert len(spec.selectors) >= 5 and {t["label_mode"] for t in trials} == {"hard", "soft", "kd"}
+    assert len(spec.selectors) >= 5 and {t.label_mode for t in trials} == {"hard", "soft", "kd"}
 
 
 def test_expand_crosses_every_axis_and_grids(write_spec):
@@ -19,14 +21,18 @@ def test_expand_crosses_every_axis_and_grids(write_spec):
     trials = expand(load_spec(path))
     # selectors: random + ccs×2 betas = 3; ratios 2; label settings: hard, smooth, soft, kd×2
     assert len(trials) == 3 * 2 * 5
-    assert len({t["trial_id"] for t in trials}) == len(trials)
-    assert sorted({t["beta"] for t in trials if t["selector"] == "ccs"}) == [0.0, 0.2]
-    hard = [t for t in trials if t["label_mode"] == "hard"]
-    assert all(t["teacher"] is None and t["tau"] == 1.0 and t["lam"] == 0.0 for t in hard)
-    assert all(t["dynamics"] is None for t in trials if t["selector"] == "random")
+    assert len({t.trial_id("fp") for t in trials}) == len(trials)
+    assert sorted({t.beta for t in trials if t.selector == "ccs"}) == [0.0, 0.2]
+    hard = [t for t in trials if t.label_mode == "hard"]
+    assert all(t.teacher is None and t.tau == 1.0 and t.lam == 0.0 for t in hard)
+    assert all(t.dynamics is None for t in trials if t.selector == "random")
+    assert all(t.dynamics is not None for t in trials if t.selector == "ccs")
+    assert all(t.teacher is not None for t in trials if t.label_mode in ("soft", "kd"))
+    # the dataset's default augmentation is resolved into every recipe
+    assert all(t.augment == AugmentSpec(pad=1) for t in trials)
     # label modes share one coreset per (selector, args, ratio, seed)
-    ccs = [t for t in trials if t["selector"] == "ccs" and t["ratio"] == 0.05 and t["beta"] == 0.0]
-    assert len({selection_key(t) for t in ccs}) == 1 and len(ccs) == 5
+    ccs = [t for t in trials if t.selector == "ccs" and t.ratio == 0.05 and t.beta == 0.0]
+    assert len({node_for("selection", t, "fp").key for t in ccs}) == 1 and len(ccs) == 5
 
 
 @pytest.mark.parametrize("old,new,field", [
@@ -45,6 +51,14 @@ def test_expand_crosses_every_axis_and_grids(write_spec):
     ("args: {score: aum, beta: 0.1}", "args: {beta: 1.0}", "beta"),
     ("budget: {unit: iterations", "budget: {unit: hours", "budget.unit"),
     ("seeds: [0]", "seeds: [0]\nbogus_key: 1", "bogus_key"),
+    ("archs: mlp", "archs: [{name: mlp, args: {widht: 3}}]", "widht"),
+    ("archs: mlp", "archs: timm/does_not_exist", "timm has no model"),
+    ("- mode: hard", "- mode: hardest", "unknown label mode 'hardest'"),
+    ("seeds: [0]", "seeds: [0]\nmetric: val_acc", "needs a validation split"),
+    ("seeds: [0]", "seeds: [0]\nmetric: test_accuracy", "metric must be"),
+    ("seeds: [0]", "seeds: [0]\nplugins: [no_such_module_xyz]", "no_such_module_xyz"),
+    ("datasets: digits", "datasets: [{name: fashion_mnist, test_fraction: 0.3}]",
+     "canonical test split"),
 ])
 def test_bad_specs_name_the_field_and_value(write_spec, old, new, field):
     with pytest.raises(SpecError) as err:
@@ -63,3 +77,22 @@ def test_non_mapping_and_missing_file(tmp_path):
 def test_every_packaged_search_space_validates(path):
     spec = load_spec(path)
     assert spec.name == path.stem and len(expand(spec)) > 0
+
+
+def test_spec_knobs_enter_the_trial(write_spec):
+    path = write_spec(replace={
+        "archs: mlp": "archs: [{name: mlp, args: {hidden: [64], batchnorm: false}}]",
+        "datasets: digits": "datasets: [{name: digits, test_fraction: 0.3, val_fraction: 0.1}]",
+        "optimizer: {lr: 0.05, batch_size: 32}":
+            "optimizer: {lr: 0.05, batch_size: 32, nesterov: false, decay_norm_and_bias: true}",
+        "seeds: [0]": "seeds: [0]\naugment: {pad: 0, noise_std: 0.1}\nmetric: val_nll"})
+    spec = load_spec(path)
+    trials = expand(spec)
+    t = trials[0]
+    assert t.arch_args == {"hidden": [64], "batchnorm": False}
+    assert t.dataset.test_fraction == 0.3 and t.dataset.val_fraction == 0.1
+    assert not t.optimizer.nesterov and t.optimizer.decay_norm_and_bias
+    assert t.augment == AugmentSpec(pad=0, noise_std=0.1) and t.metric == "val_nll"
+    assert spec.metric_mode == "min"
+    base = expand(load_spec(write_spec(name="base")))[0]
+    assert t.trial_id("fp") != base.trial_id("fp")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from coretune.harness.data import (
+from coretune.train.data import (
     DatasetMissingError,
     UnknownDatasetError,
     load_dataset,

@@ -1,4 +1,4 @@
-"""Tests for coretune.harness.losses against hand-worked values."""
+"""Tests for coretune.train.losses against hand-worked values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coretune.harness.losses import (
+from coretune.train.losses import (
     LABEL_MODES,
     SMOOTHING_CONVENTIONS,
     LossConfig,
