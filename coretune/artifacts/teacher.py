@@ -24,7 +24,7 @@ from coretune.artifacts.store import (
 from coretune.spec import AugmentSpec, RecipeSpec, TrialSpec
 from coretune.train.augment import augment_views
 from coretune.train.data import DeviceData, ImageDataset, to_device
-from coretune.train.evaluate import evaluate, predict_logits, on_test_split
+from coretune.train.evaluate import evaluate, on_test_split, predict_logits
 from coretune.train.labels import HardLabels
 from coretune.train.loop import Hooks, TrainResult, init_model, train
 from coretune.train.models import build_model

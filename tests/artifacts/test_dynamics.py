@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from coretune.train.data import load_dataset, to_device
 from coretune.artifacts.dynamics import DynamicsRecorder, record_dynamics
 from coretune.spec import BudgetSpec, DynamicsSpec, OptimizerSpec
+from coretune.train.data import load_dataset, to_device
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 from rich.console import Console
 
 from coretune.reports import schema as S
-from coretune.reports.results import ResultsStore
 from coretune.reports.leaderboard import (
     Leaderboard,
     RowKey,
@@ -21,6 +20,7 @@ from coretune.reports.leaderboard import (
     render_rich,
     write_report,
 )
+from coretune.reports.results import ResultsStore
 from tests.reports.conftest import make_trial_row
 
 # test accuracy in percent for seeds 0, 1, 2 → (mean, std with ddof=1), worked out by hand

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from coretune.train.augment import augment_batch, augment_views, view_params
 from coretune.spec import AugmentSpec
+from coretune.train.augment import augment_batch, augment_views, view_params
 
 
 def test_views_replay_exactly_and_vary_with_epoch_and_seed():

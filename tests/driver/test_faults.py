@@ -1,0 +1,57 @@
+"""A sweep killed with SIGKILL keeps every row it wrote; the re-run completes exactly the rest."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from coretune.driver.run import run_sweep
+from coretune.reports.results import ResultsStore
+
+KILL_SPEC = """
+name: killed
+datasets: digits
+archs: mlp
+seeds: [0, 1, 2, 3]
+ratios: [0.05, 0.1, 0.2]
+selectors: [{name: random}, {name: random, args: {class_balanced: true}}]
+label_modes: [{mode: hard}, {mode: smooth, eps: 0.1}]
+budget: {unit: iterations, value: 60, max_reports: 2}
+optimizer: {lr: 0.05, batch_size: 32}
+"""
+
+
+def test_sigkill_midway_keeps_rows_and_rerun_completes_the_rest(tmp_path, ray_session):
+    spec = tmp_path / "killed.yaml"
+    spec.write_text(KILL_SPEC)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    results = ResultsStore(str(out))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coretune.cli", "sweep", str(spec), "--out", str(out),
+         "--cache", str(cache), "--no-report"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while len(results.parts("trials")) < 4:
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            assert time.time() < deadline, "no rows were written in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait(30)
+    before = results.read("trials")
+    total = 4 * 3 * 2 * 2
+    assert 4 <= len(before) < total and (before["status"] == "ok").all()
+
+    summary = run_sweep(spec, out, cache=cache)
+    after = results.read("trials")
+    assert summary.trials_skipped == len(before)
+    assert summary.trials_run == total - len(before)
+    assert len(after) == total and (after["status"] == "ok").all()
+    kept = after.set_index("trial_id").loc[before["trial_id"], "finished_at"]
+    assert (kept.to_numpy() == before["finished_at"].to_numpy()).all()  # untouched rows
+    curves = results.read("curves")
+    assert curves.groupby("trial_id").size().eq(2).all() and curves["trial_id"].nunique() == total
