@@ -49,14 +49,14 @@ def main() -> None:
     ray.shutdown()
 
     with tempfile.TemporaryDirectory() as tmp:
-        from coretune.harness.runner import run_sweep
+        from coretune.driver.plan import DEMO_SPEC
+        from coretune.driver.run import run_sweep
 
         spec = Path(tmp) / "bench.yaml"
-        from coretune.cli import DEMO_SPEC
 
         text = DEMO_SPEC.read_text().replace("name: demo", "name: bench")
         spec.write_text(text)
-        summary = run_sweep(spec, Path(tmp) / "out", cache_dir=Path(tmp) / "cache")
+        summary = run_sweep(spec, Path(tmp) / "out", cache=Path(tmp) / "cache")
     slots = summary.tune_seconds * summary.concurrency
     per_body = summary.trial_body_seconds / summary.trials_run
     per_overhead = (slots - summary.trial_body_seconds) / summary.trials_run
@@ -65,7 +65,8 @@ def main() -> None:
         f"{summary.tune_seconds:.1f} s; trial body {per_body:.3f} s/trial, Tune's cost outside "
         f"bodies {per_overhead:.3f} slot-s/trial (ratio {per_overhead / per_body:.2f})",
         f"- share of Tune wall time outside trial bodies: {summary.ray_overhead_share:.1%}",
-        f"- artifacts (teacher + dynamics, trained once): {summary.artifact_seconds:.1f} s; "
+        f"- artifacts ({summary.artifacts_built} built once, as Ray tasks): "
+        f"{summary.artifact_seconds:.1f} s; "
         f"whole sweep {summary.wall_seconds:.1f} s", "",
     ]
     text = "\n".join(lines)

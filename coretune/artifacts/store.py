@@ -145,10 +145,6 @@ class ArtifactStore:
         where.write_bytes(COMMIT, json.dumps(marker, indent=1, default=str).encode())
         return self.load(key, verify=False)
 
-    def get_or_compute(self, key: str, compute: Callable[[], Built]) -> tuple[Artifact, bool]:
-        """Alias of :meth:`build_once`."""
-        return self.build_once(key, compute)
-
     def build_once(self, key: str, compute: Callable[[], Built], poll: float = 0.1
                    ) -> tuple[Artifact, bool]:
         """Load ``key`` if committed, else build it exactly once: (artifact, built_here).

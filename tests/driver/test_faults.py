@@ -55,3 +55,50 @@ def test_sigkill_midway_keeps_rows_and_rerun_completes_the_rest(tmp_path, ray_se
     assert (kept.to_numpy() == before["finished_at"].to_numpy()).all()  # untouched rows
     curves = results.read("curves")
     assert curves.groupby("trial_id").size().eq(2).all() and curves["trial_id"].nunique() == total
+
+
+TWO_SPEC = """
+name: two_{n}
+datasets: digits
+archs: mlp
+seeds: [0]
+ratios: [0.1, 0.2]
+selectors: [{{name: random}}, {{name: aum}}]
+label_modes: [{{mode: hard}}, {{mode: soft, tau: 2.0}}]
+budget: {{unit: iterations, value: 20, max_reports: 1}}
+optimizer: {{lr: 0.05, batch_size: 32}}
+teacher: {{arch: mlp, optimizer: {{lr: 0.05, batch_size: 64}}, budget: {{value: 3}}}}
+dynamics: {{arch: mlp, optimizer: {{lr: 0.05, batch_size: 64}}, budget: {{value: 3}}}}
+"""
+
+
+def test_two_drivers_on_one_store_build_each_artifact_once(tmp_path):
+    """Two sweeps, each with its own driver and Ray, at once on one cache: the teacher, the
+    dynamics run and the 4 coresets they share are each built by exactly one driver."""
+    import json
+
+    cache = tmp_path / "cache"
+    procs = []
+    for n in (1, 2):
+        spec = tmp_path / f"two_{n}.yaml"
+        spec.write_text(TWO_SPEC.format(n=n))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "coretune.cli", "sweep", str(spec), "--out",
+             str(tmp_path / f"out{n}"), "--cache", str(cache), "--no-report"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    try:
+        codes = [p.wait(300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert codes == [0, 0]
+    built = [json.loads((tmp_path / f"out{n}" / "sweep_summary.json").read_text())
+             ["artifacts_built"] for n in (1, 2)]
+    committed = sorted(p.parent.name.split("-")[0] for p in cache.rglob("_COMMIT.json"))
+    assert committed == ["dynamics", "selection", "selection", "selection", "selection",
+                         "teacher"]
+    assert sum(built) == len(committed)  # nothing built twice
+    for n in (1, 2):
+        trials = ResultsStore(str(tmp_path / f"out{n}")).read("trials")
+        assert len(trials) == 8 and (trials["status"] == "ok").all()
