@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from coretune.artifacts.graph import BuildContext, provider_of, register_artifact
-from coretune.artifacts.store import Artifact, Built
+from coretune.artifacts.store import Artifact, Built, CorruptArtifactError
 from coretune.selectors import SelectionContext, budget_for, get_selector, select
 from coretune.spec import TrialSpec
 
@@ -68,6 +68,22 @@ def build_selection(ctx: BuildContext) -> Built:
     return Built(arrays, meta)
 
 
-def load_selection(art: Artifact) -> tuple[np.ndarray, np.ndarray | None]:
-    """(indices, weights or None) of a selection artifact."""
-    return art.array("indices"), (art.array("weights") if art.has("weights") else None)
+def load_selection(art: Artifact, num_samples: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(indices, weights or None) of a selection artifact, checked before anyone trains on it:
+    integer, unique, within ``[0, num_samples)``, and weights (if any) finite, one per index."""
+    idx = art.array("indices")
+    weights = art.array("weights") if art.has("weights") else None
+    bad = None
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or idx.size == 0:
+        bad = f"indices of dtype {idx.dtype} and shape {idx.shape}"
+    elif np.unique(idx).size != idx.size:
+        bad = f"{idx.size - np.unique(idx).size} duplicate indices"
+    elif num_samples is not None and (idx.min() < 0 or idx.max() >= num_samples):
+        bad = f"indices outside [0, {num_samples})"
+    elif weights is not None and (weights.shape != idx.shape or not np.isfinite(weights).all()):
+        bad = "weights that do not match the indices or are not finite"
+    if bad:
+        raise CorruptArtifactError(f"selection {art.key} at {art.path} holds {bad}; delete it "
+                                   "to rebuild it")
+    return idx, weights

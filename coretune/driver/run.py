@@ -200,7 +200,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     """Build artifacts, start teacher actors, run the Tune trials, write Parquet parts."""
     console = console or Console()
     wall_started = time.perf_counter()
-    if len(ray.nodes()) > 1 and not plan.allow_node_local:
+    if sum(bool(n.get("Alive")) for n in ray.nodes()) > 1 and not plan.allow_node_local:
         check_shared(plan.store.uri, plan.results.uri)
     artifact_seconds, built = build_artifacts(plan)
     teacher_keys = {s.teacher_key: s for g in plan.groups for s in g if s.teacher_key}

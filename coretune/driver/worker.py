@@ -97,8 +97,8 @@ class _Student:
         self.trial_id, self.trial = student["trial_id"], trial
         data: DeviceData = _once(("data", student["data_key"], device),
                                  lambda: to_device(datasets[student["data_key"]], device))
-        indices, weights = _once(("selection", student["selection_key"]),
-                                 lambda: load_selection(store.load(student["selection_key"])))
+        indices, weights = _once(("selection", student["selection_key"]), lambda: load_selection(
+            store.load(student["selection_key"]), int(data.train_y.numel())))
         artifacts = {need: _once(("artifact", key),
                                  lambda key=key, need=need: consumer_view(need, store.load(key)))
                      for need, key in student["label_keys"].items() if need != "teacher"}

@@ -111,3 +111,22 @@ def test_many_processes_build_each_artifact_once(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert len(log.read_text().split()) == 1
+
+
+@pytest.mark.parametrize("indices,weights,match", [
+    (np.array([3, 3, 5]), None, "duplicate"),
+    (np.array([0, 1, 99]), None, "outside"),
+    (np.array([-1, 1]), None, "outside"),
+    (np.array([0.0, 1.0]), None, "dtype"),
+    (np.array([0, 1]), np.array([1.0, np.nan]), "weights"),
+])
+def test_a_bad_cached_selection_is_refused(tmp_path, indices, weights, match):
+    from coretune.artifacts.selection import load_selection
+
+    store = ArtifactStore(tmp_path)
+    arrays = {"indices": indices} | ({} if weights is None else {"weights": weights})
+    art = store.save(content_key("selection", 1, {"i": str(indices)}), Built(arrays, {}))
+    with pytest.raises(CorruptArtifactError, match=match):
+        load_selection(art, num_samples=10)
+    good = store.save(_key("good"), Built({"indices": np.array([2, 4])}, {}))
+    assert load_selection(good, 10)[0].tolist() == [2, 4]
