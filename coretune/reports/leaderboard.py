@@ -24,7 +24,7 @@ from coretune.reports.results import ResultsStore
 
 MODE_ORDER = ("hard", "smooth", "soft", "kd")
 #: settings that tell apart rows of one (selector, label_mode) when a sweep varies them
-CONFIG_COLUMNS = ("selector_args", "tau", "lam", "eps", "beta", "budget")
+CONFIG_COLUMNS = ("selector_args", "arch_args", "tau", "lam", "eps", "beta", "budget")
 RATIO_TOL = 1e-9
 
 
@@ -122,10 +122,11 @@ def _configs(group: pd.DataFrame) -> pd.Series:
 
 
 def _setting(column: str, value: object) -> str:
-    """``k=v`` text of one varied setting; selector args are unpacked from their JSON."""
-    if column == "selector_args":
-        args = json.loads(str(value)) if value else {}
-        return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(args.items())) or "default"
+    """``k=v`` text of one varied setting; selector and arch args are unpacked from JSON."""
+    if column in ("selector_args", "arch_args"):
+        args = json.loads(str(value)) if isinstance(value, str) and value else {}
+        text = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(args.items())) or "default"
+        return text if column == "selector_args" else f"arch({text})"
     return f"{column}={value}"
 
 

@@ -78,6 +78,8 @@ def trial_row(trial: TrialSpec, trial_id: str, metrics: dict, error: str | None,
         "device": metrics.get("device", "unknown"), **versions,
         "started_at": started, "finished_at": finished, "metric": trial.metric,
         "data_fingerprint": fingerprint, "selection_key": selection_key, "group_id": group_id,
+        "arch_args": json.dumps(trial.arch_args, sort_keys=True),
+        "trial_spec": json.dumps(trial.science(), sort_keys=True),  # everything, for provenance
     }
 
 

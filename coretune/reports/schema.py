@@ -45,6 +45,7 @@ TRIALS = _schema(
     ("smoothing", _STR, True), ("val_acc", _F64, True), ("val_top5", _F64, True),
     ("val_nll", _F64, True), ("val_ece", _F64, True), ("metric", _STR, True),
     ("data_fingerprint", _STR, True), ("selection_key", _STR, True), ("group_id", _STR, True),
+    ("arch_args", _STR, True), ("trial_spec", _STR, True),
 )
 
 CURVES = _schema(
@@ -62,7 +63,7 @@ SELECTIONS = _schema(
 )
 
 TRIAL_STATUSES = ("ok", "stopped", "diverged", "error")
-JSON_COLUMNS = frozenset({"selector_args", "budget"})
+JSON_COLUMNS = frozenset({"selector_args", "budget", "arch_args", "trial_spec"})
 
 
 def _column_values(rows: list[dict] | pd.DataFrame, name: str, n: int) -> Any:

@@ -181,3 +181,13 @@ def test_write_report_rejects_corrupt_trials(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="part-1.parquet"):
         write_report(tmp_path, Console(file=io.StringIO()))
     assert not (tmp_path / "leaderboard.md").exists()
+
+
+def test_varied_arch_args_are_told_apart() -> None:
+    rows = [make_trial_row(trial_id=f"t{i}", seed=i % 2, arch_args=args, test_acc=acc)
+            for i, (args, acc) in enumerate([('{"batchnorm": false}', 0.5),
+                                             ('{"batchnorm": false}', 0.6),
+                                             ("{}", 0.7), ("{}", 0.8)])]
+    (board,) = leaderboard_tables(_frame(rows))
+    configs = sorted(r.config for r in board.rows)
+    assert configs == ['arch(batchnorm=false)', 'arch(default)']

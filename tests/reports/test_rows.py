@@ -1,3 +1,5 @@
+import json
+
 from coretune.reports.rows import now, trial_row, versions
 from coretune.reports.schema import TRIALS, to_table
 from coretune.search_spaces.schema import expand, parse_spec
@@ -26,6 +28,9 @@ def test_unfinished_row_is_stopped_early():
     assert rec["status"] == "stopped" and rec["stopped_early"] and rec["epochs_run"] == 2.0
     assert rec["tau"] == 2.0 and rec["lam"] == 0.5 and rec["teacher_test_acc"] == 0.99
     assert rec["smoothing"] == "uniform" and rec["metric"] == "test_acc"
+    spec = json.loads(rec["trial_spec"])
+    assert spec["label_mode"] == "soft" and spec["dataset"]["name"] == "digits"
+    assert "sweep" not in spec and json.loads(rec["arch_args"]) == {}
     done = _row({**metrics, "final": True})
     assert done["status"] == "ok" and not done["stopped_early"]
 
