@@ -1,9 +1,12 @@
 """The artifact graph: a content-addressed store and one module per artifact kind.
 
-Importing the package registers the built-in kinds (teacher, dynamics, selection).
+Importing the package imports every module in it, so a new built-in kind is one file with
+one ``@register_artifact``; kinds outside the package come in through a spec's ``plugins``.
 """
 
-from coretune.artifacts import dynamics, selection, teacher  # noqa: F401  (registers)
+import importlib
+import pkgutil
+
 from coretune.artifacts.graph import (
     ArtifactKind,
     BuildContext,
@@ -19,3 +22,6 @@ from coretune.artifacts.store import Artifact, ArtifactStore, CorruptArtifactErr
 __all__ = ["Artifact", "ArtifactKind", "ArtifactStore", "BuildContext", "Built",
            "CorruptArtifactError", "Node", "available_kinds", "get_kind", "provider_of",
            "register_artifact"]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")  # registers the built-in kinds

@@ -1,6 +1,12 @@
-"""Coreset selectors: one registry; each method a small module citing its paper."""
+"""Coreset selectors: one registry; each method a small module citing its paper.
 
-from coretune.selectors import ccs, difficulty, random_sampling  # noqa: F401  (registers)
+Every module of the package is imported here, so a new selector is one file with one
+``@register_selector``.
+"""
+
+import importlib
+import pkgutil
+
 from coretune.selectors.base import (
     HIGHER_IS_HARDER,
     MissingArtifactError,
@@ -20,3 +26,6 @@ __all__ = [
     "SelectorArgumentError", "UnknownSelectorError", "available_selectors", "budget_for",
     "get_selector", "register_selector", "select",
 ]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")  # registers the selectors
