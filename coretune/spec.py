@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,9 +20,14 @@ KEY_DIGITS = 24
 
 
 class Frozen(BaseModel):
-    """Immutable, no unknown fields: every spec model derives from it."""
+    """Immutable, strict (no coercion of strings or booleans into numbers, no inf/NaN), no
+    unknown fields: every spec model derives from it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+#: seeds are unsigned 32-bit: numpy, torch and CUDA generators all accept them
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class OptimizerSpec(Frozen):
@@ -73,7 +78,7 @@ class DataSpec(Frozen):
     name: str
     test_fraction: float | None = Field(None, gt=0, lt=1)
     val_fraction: float = Field(0.0, ge=0, lt=1)
-    split_seed: int = Field(0, ge=0)
+    split_seed: Seed = 0
 
 
 class RecipeSpec(Frozen):
@@ -84,7 +89,7 @@ class RecipeSpec(Frozen):
 
     arch: str = "small_cnn"
     arch_args: dict[str, Any] = {}
-    seed: int = 0
+    seed: Seed = 0
     optimizer: OptimizerSpec = OptimizerSpec()
     budget: BudgetSpec = BudgetSpec()
     augment: AugmentSpec | None = None
@@ -125,7 +130,7 @@ class TrialSpec(Frozen):
     lam: float = 0.0
     eps: float = 0.0
     smoothing: Literal["uniform", "paper"] = "uniform"
-    seed: int = 0
+    seed: Seed = 0
     budget: BudgetSpec = BudgetSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     augment: AugmentSpec = AugmentSpec()

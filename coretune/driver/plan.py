@@ -77,18 +77,37 @@ class Plan:
         return [n for n in self.nodes if n.key not in self.cached]
 
 
-def _check_out(out: str) -> None:
-    loc = Location(out)
+def _check_dir(flag: str, uri: str) -> None:
+    """A local ``--out``/``--cache`` must be a directory, or creatable as one."""
+    loc = Location(uri)
     if not loc.is_local:
         return
     path = Path(loc.base)
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"--out {path} exists and is not a directory")
+        raise NotADirectoryError(f"{flag} {path} exists and is not a directory")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise NotADirectoryError(f"--out {path}: {parent} is not a directory")
+                raise NotADirectoryError(f"{flag} {path}: {parent} is not a directory")
             break
+
+
+def local_resources() -> dict[str, float]:
+    """What a local Ray would have: every CPU core and every visible GPU."""
+    import torch
+
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_resources(spec: SweepSpec, available: dict[str, float], where: str) -> None:
+    """Refuse per-trial resources that no node could ever grant (Tune would wait forever)."""
+    res = spec.resources
+    for name, value, kind in (("cpu", res.cpu, "CPU"), ("gpu", res.gpu, "GPU"),
+                               ("teacher_gpu", res.teacher_gpu, "GPU")):
+        have = float(available.get(kind, 0.0))
+        if value > have:
+            raise ValueError(f"field 'resources.{name}': {value:g} {kind}(s) per trial, but "
+                             f"{where} has {have:g}")
 
 
 def check_shared(cache: str, out: str) -> None:
@@ -127,9 +146,12 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     if not isinstance(spec, SweepSpec):
         spec = load_spec(DEMO_SPEC if str(spec) == "demo" else spec)
     out, cache = str(out), str(cache or default_cache_dir())
-    _check_out(out)
+    _check_dir("--out", out)
+    _check_dir("--cache", cache)
     if cluster:
         check_shared(cache, out)
+    else:
+        check_resources(spec, local_resources(), "this machine")
     trials = expand(spec)
     root = data_root or spec.data_root
     datasets = {data_key(d): load_dataset(d, root, download) for d in spec.datasets}

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from coretune.artifacts.graph import get_kind
 from coretune.artifacts.selection import load_selection
-from coretune.driver.plan import Plan, PlannedTrial, check_shared, plan_sweep
+from coretune.driver.plan import Plan, PlannedTrial, check_resources, check_shared, plan_sweep
 from coretune.driver.worker import (
     NAMESPACE,
     TeacherActor,
@@ -202,6 +202,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     wall_started = time.perf_counter()
     if sum(bool(n.get("Alive")) for n in ray.nodes()) > 1 and not plan.allow_node_local:
         check_shared(plan.store.uri, plan.results.uri)
+    check_resources(plan.spec, ray.cluster_resources(), "the Ray cluster")
     artifact_seconds, built = build_artifacts(plan)
     teacher_keys = {s.teacher_key: s for g in plan.groups for s in g if s.teacher_key}
     teacher_acc = {k: float(plan.store.load(k).meta["test_acc"]) for k in teacher_keys}

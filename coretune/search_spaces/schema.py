@@ -28,6 +28,7 @@ from coretune.spec import (
     Frozen,
     OptimizerSpec,
     RecipeSpec,
+    Seed,
     TrialSpec,
 )
 from coretune.train.data import available_datasets, check_data_spec, dataset_info
@@ -68,11 +69,11 @@ class SelectorSpec(Frozen):
         clash = set(self.args) & set(self.grid)
         if clash:
             raise ValueError(f"selector {self.name!r}: {sorted(clash)} in both args and grid")
+        empty = sorted(k for k, v in self.grid.items() if not v)
+        if empty:
+            raise ValueError(f"selector {self.name!r}: grid {empty} has no values")
         for combo in self.expand():
             info.validate_args(combo)
-            b = combo.get("beta")
-            if b is not None and not (isinstance(b, int | float) and 0 <= b < 1):
-                raise ValueError(f"selector {self.name!r}: beta must be in [0, 1), got {b!r}")
         return self
 
     def expand(self) -> list[dict[str, Any]]:
@@ -110,6 +111,8 @@ class LabelModeSpec(Frozen):
     def _in_range(cls, v: Any, info: Any) -> Any:
         """τ > 0, λ ∈ [0, 1], ε ∈ [0, 1), for a value or every value of a grid."""
         ok, bounds = _LABEL_BOUNDS[info.field_name]
+        if isinstance(v, list) and not v:
+            raise ValueError(f"{info.field_name} grid has no values")
         for x in _as_list(v):
             if not ok(x):
                 raise ValueError(f"{info.field_name} must be {bounds}, got {x}")
@@ -149,7 +152,7 @@ class SweepSpec(Frozen):
     selectors: list[SelectorSpec] = Field(min_length=1)
     ratios: list[float] = Field(min_length=1)
     label_modes: list[LabelModeSpec] = Field(min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
     budget: BudgetSpec = BudgetSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     augment: AugmentSpec | None = None
@@ -159,6 +162,13 @@ class SweepSpec(Frozen):
     students_per_trial: int = Field(1, ge=1)
     resources: ResourcesSpec = ResourcesSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if set(v) == {"."}:
+            raise ValueError(f"name must not be only dots, got {v!r}")
+        return v
 
     @field_validator("datasets", "archs", "seeds", mode="before")
     @classmethod
@@ -217,12 +227,13 @@ class SweepSpec(Frozen):
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid search space {source}:"]
+    """One line: every failing field with its message and the value it got."""
+    parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  field '{loc}': {msg} (got {e.get('input')!r})")
-    return "\n".join(lines)
+        parts.append(f"field '{loc}': {msg} (got {e.get('input')!r})")
+    return f"invalid search space {source}: " + "; ".join(parts)
 
 
 def import_plugins(modules: Any) -> None:
@@ -245,15 +256,34 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
         raise SpecError(_format_error(err, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (YAML says keys are unique;
+    PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a YAML search space."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
     except FileNotFoundError:
         raise SpecError(f"search space file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise SpecError(f"search space {path} is not valid YAML: {err}") from None
+    except IsADirectoryError:
+        raise SpecError(f"search space {path} is a directory, not a YAML file") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise SpecError(f"search space {path} is not valid YAML: "
+                        f"{' '.join(str(err).split())}") from None
+    except SpecError as err:
+        raise SpecError(f"search space {path}: {err}") from None
     return parse_spec(data, str(path))
 
 

@@ -11,9 +11,10 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_type_hints
 
 import numpy as np
+from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
 
 #: Artifacts a selector may declare it needs: the built-in ones, plus every need an
 #: artifact kind registers as provided (see :func:`register_need`).
@@ -24,6 +25,9 @@ NEEDS: set[str] = set(BUILTIN_NEEDS)
 def register_need(name: str) -> None:
     """Let selectors declare ``name`` (called when an artifact kind provides it)."""
     NEEDS.add(name)
+
+#: The per-sample difficulty scores a training-dynamics artifact holds.
+DynamicsScore = Literal["aum", "forgetting", "el2n"]
 
 #: Orientation of training-dynamics scores: True if a higher raw value means harder.
 #: AUM (Pleiss et al. 2020) is low for hard/mislabelled samples; forgetting counts
@@ -186,7 +190,11 @@ class SelectorInfo:
         return {p.name: p for p in params if p.kind not in _VARIADIC}
 
     def validate_args(self, args: Mapping[str, Any]) -> None:
-        """Raise :class:`SelectorArgumentError` for arguments the selector does not take."""
+        """Check ``args`` against the selector's declared schema: its keyword parameters and
+        their type hints (``Literal``, ``Annotated`` bounds), strictly (no coercion).
+
+        Raises :class:`SelectorArgumentError` naming the argument and the bad value.
+        """
         accepted = self.parameters()
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
                         for p in inspect.signature(self.fn).parameters.values())
@@ -196,9 +204,29 @@ class SelectorInfo:
                 f"selector {self.name!r} takes no argument(s) {unknown}; "
                 f"it accepts {sorted(accepted) or 'none'}"
             )
+        try:
+            self._schema().validate_python({k: v for k, v in args.items() if k in accepted})
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            msg = first["msg"].replace("Input should", "should")
+            raise SelectorArgumentError(f"selector {self.name!r}: argument {where!r} {msg} "
+                                        f"(got {first.get('input')!r})") from None
         self.needs(args)
 
+    def _schema(self) -> TypeAdapter:
+        """A strict pydantic validator of the keyword arguments, from the signature."""
+        if self.name not in _SCHEMAS:
+            hints = get_type_hints(self.fn, include_extras=True)
+            fields = {name: (hints.get(name, Any), p.default)
+                      for name, p in self.parameters().items()}
+            model = create_model(f"{self.name}_args", __config__=ConfigDict(
+                strict=True, allow_inf_nan=False, extra="allow"), **fields)
+            _SCHEMAS[self.name] = TypeAdapter(model)
+        return _SCHEMAS[self.name]
 
+
+_SCHEMAS: dict[str, TypeAdapter] = {}
 _REGISTRY: dict[str, SelectorInfo] = {}
 
 

@@ -9,10 +9,13 @@ stay covered at high pruning rates.
 from __future__ import annotations
 
 import numbers
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Ge, Interval
 
 from coretune.selectors.base import (
+    DynamicsScore,
     Selection,
     SelectionContext,
     SelectorArgumentError,
@@ -57,8 +60,9 @@ def equal_width_strata(values: np.ndarray, strata: int) -> np.ndarray:
 @register_selector("ccs", needs={"scores"},
                    paper="Zheng et al., Coverage-centric Coreset Selection for High Pruning "
                          "Rates, ICLR 2023")
-def ccs(ctx: SelectionContext, budget: int, score: str = "aum", beta: float = 0.0,
-        strata: int = 50) -> Selection:
+def ccs(ctx: SelectionContext, budget: int, score: DynamicsScore = "aum",
+        beta: Annotated[float, Interval(ge=0.0, lt=1.0)] = 0.0,
+        strata: Annotated[int, Ge(1)] = 50) -> Selection:
     """CCS on difficulty ``score`` (Algorithm 1): prune the ⌊βN⌋ hardest, then stratify.
 
     The hard cutoff never leaves fewer than ``budget`` samples (it is capped at N − budget);

@@ -7,6 +7,8 @@ these selectors are supervised (``label_free=False``) even though they read only
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from coretune.selectors.base import (
@@ -16,7 +18,8 @@ from coretune.selectors.base import (
     register_selector,
 )
 
-KEEP = ("hardest", "easiest")
+Keep = Literal["hardest", "easiest"]
+KEEP = get_args(Keep)
 
 
 def rank_by_difficulty(difficulty: np.ndarray, budget: int, keep: str,
@@ -35,7 +38,7 @@ def rank_by_difficulty(difficulty: np.ndarray, budget: int, keep: str,
 @register_selector("forgetting", needs={"scores"},
                    paper="Toneva et al., An Empirical Study of Example Forgetting during Deep "
                          "Neural Network Learning, ICLR 2019")
-def forgetting(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection:
+def forgetting(ctx: SelectionContext, budget: int, keep: Keep = "hardest") -> Selection:
     """Keep the most (or least) forgotten samples (Toneva et al., ICLR 2019).
 
     Score: number of forgetting events, epochs t with acc_t(x) = 1 and acc_{t+1}(x) = 0
@@ -47,7 +50,7 @@ def forgetting(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Sel
 @register_selector("el2n", needs={"scores"},
                    paper="Paul et al., Deep Learning on a Data Diet: Finding Important "
                          "Examples Early in Training, NeurIPS 2021")
-def el2n(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection:
+def el2n(ctx: SelectionContext, budget: int, keep: Keep = "hardest") -> Selection:
     """Keep the samples with the largest (or smallest) EL2N (Paul et al., NeurIPS 2021).
 
     Score: EL2N(x, y) = E_w ‖softmax(f_w(x)) − onehot(y)‖₂ early in training. Higher is harder.
@@ -58,7 +61,7 @@ def el2n(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection
 @register_selector("aum", needs={"scores"},
                    paper="Pleiss et al., Identifying Mislabeled Data using the Area Under "
                          "the Margin Ranking, NeurIPS 2020")
-def aum(ctx: SelectionContext, budget: int, keep: str = "hardest") -> Selection:
+def aum(ctx: SelectionContext, budget: int, keep: Keep = "hardest") -> Selection:
     """Keep the samples with the lowest (hardest) or highest AUM (Pleiss et al., NeurIPS 2020).
 
     Score: AUM(x, y) = (1/T) Σ_t [z_y^(t)(x) − max_{i≠y} z_i^(t)(x)], the margin of the

@@ -122,7 +122,7 @@ def test_ccs_depends_on_seed_and_is_reproducible():
 @pytest.mark.parametrize("args,match", [
     ({"beta": 1.0}, "beta"), ({"beta": -0.1}, "beta"), ({"beta": "0.1"}, "beta"),
     ({"beta": float("nan")}, "beta"), ({"strata": 0}, "strata"), ({"strata": 2.5}, "strata"),
-    ({"strata": True}, "strata"), ({"score": "loss"}, "difficulty score"),
+    ({"strata": True}, "strata"), ({"score": "loss"}, "argument 'score'"),
 ])
 def test_argument_checks(args, match):
     ctx = SelectionContext(10, 2, 0, scores_={"aum": np.arange(10.0)})
@@ -134,5 +134,5 @@ def test_missing_and_non_finite_scores():
     ctx = SelectionContext(4, 2, 0, scores_={"aum": np.array([0.0, 1.0, np.nan, 2.0])})
     with pytest.raises(ValueError, match="not finite"):
         select("ccs", ctx, 2)
-    with pytest.raises(MissingArtifactError, match="margin"):
-        select("ccs", ctx, 2, score="margin")
+    with pytest.raises(MissingArtifactError, match="el2n"):  # declared score, not in ctx
+        select("ccs", ctx, 2, score="el2n")

@@ -58,7 +58,7 @@ def test_registration(name):
 @pytest.mark.parametrize("name", DIFFICULTY)
 def test_keep_validated_and_score_required(name):
     ctx = SelectionContext(3, 2, 0, scores_={name: np.array([1.0, 2.0, 3.0])})
-    with pytest.raises(SelectorArgumentError, match="keep must be one of"):
+    with pytest.raises(SelectorArgumentError, match="argument .keep. should be .hardest."):
         select(name, ctx, 2, keep="median")
     other = next(s for s in DIFFICULTY if s != name)
     with pytest.raises(MissingArtifactError, match=name):
