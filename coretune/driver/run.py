@@ -102,6 +102,7 @@ class _ResultWriter(tune.Callback):
         self.curves: dict[str, dict[str, list[dict]]] = {}
         self.last: dict[str, dict[str, dict]] = {}
         self.rows: list[dict] = []
+        self.retries: dict[str, int] = {}
         self.body_seconds = 0.0
 
     def __getstate__(self) -> dict:  # Tune may pickle callbacks; the writer stays here
@@ -116,6 +117,12 @@ class _ResultWriter(tune.Callback):
             if not seen or seen[-1].get("epoch") != metrics.get("epoch"):
                 seen.append(metrics)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed Tune trial that will be re-run from scratch: forget its reports."""
+        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        self.last.pop(trial.trial_id, None)
+        self.curves.pop(trial.trial_id, None)
+
     def _finish(self, trial, error: str | None) -> None:
         group = trial.config["group"]
         last = self.last.pop(trial.trial_id, {})
@@ -126,9 +133,11 @@ class _ResultWriter(tune.Callback):
         for student in group["students"]:
             planned: PlannedTrial = self.students[student["trial_id"]]
             metrics = last.get(planned.trial_id, {})
-            finished_ok = bool(metrics.get("final"))
+            ended = bool(metrics.get("final")) or metrics.get("diverged_at_step") is not None
+            if error and not ended:  # no partial metrics presented as a result
+                metrics = {k: metrics[k] for k in ("n_selected", "device") if k in metrics}
             rows.append(trial_row(
-                planned.spec, planned.trial_id, metrics, None if finished_ok else error,
+                planned.spec, planned.trial_id, metrics, None if ended else error,
                 self.versions, teacher_key=planned.teacher_key,
                 teacher_acc=self.teacher_acc.get(planned.teacher_key),
                 select_seconds=self.select_seconds.get(planned.selection.key, 0.0),
@@ -136,6 +145,7 @@ class _ResultWriter(tune.Callback):
                     metrics.get("finished_at")),
                 fingerprint=planned.fingerprint, selection_key=planned.selection.key,
                 group_id=group["group_id"]))
+            rows[-1]["retries"] = self.retries.get(trial.trial_id, 0)
             curve_parts += curve_rows(planned.spec.sweep, planned.trial_id,
                                       curves.get(planned.trial_id, []))
         self.results.write("curves", curve_parts)  # curves first: the trial row commits
@@ -148,13 +158,24 @@ class _ResultWriter(tune.Callback):
         self._finish(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        err = None
-        try:
-            err = trial.get_pickled_error() or trial.get_error()
-        except Exception:  # noqa: BLE001 - the message is best effort, the row is not
-            pass
-        text = "unknown error" if err is None else f"{type(err).__name__}: {str(err).strip()}"
-        self._finish(trial, text[-2000:])
+        self._finish(trial, _trial_error(trial)[-2000:])
+
+
+def _trial_error(trial) -> str:
+    """The latest error of a Tune trial, read from its local error files (the copies in
+    Tune's storage are synced later and may still hold an earlier attempt's error)."""
+    import cloudpickle
+
+    try:
+        if trial.pickled_error_file and os.path.isfile(trial.pickled_error_file):
+            with open(trial.pickled_error_file, "rb") as fh:
+                err = cloudpickle.load(fh)
+            return f"{type(err).__name__}: {str(err).strip()}"
+        if trial.error_file and os.path.isfile(trial.error_file):
+            return Path(trial.error_file).read_text().strip()
+    except Exception as exc:  # noqa: BLE001 - the message is best effort, the row is not
+        return f"error of unknown kind (its record could not be read: {exc})"
+    return "error of unknown kind"
 
 
 def _when(iso: str | None) -> datetime:
@@ -242,7 +263,8 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
                                     reuse_actors=True, scheduler=_scheduler(plan, scheduler)),
         run_config=tune.RunConfig(name=plan.spec.name, storage_path=_tune_storage(plan),
                                   verbose=0, callbacks=[writer],
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(
+                                      max_failures=plan.spec.retries)),
     )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress bar replaces Tune's tables
     t0 = time.perf_counter()

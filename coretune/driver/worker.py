@@ -8,6 +8,7 @@ every student's metrics at each report point.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -137,7 +138,7 @@ class _Student:
         self.last = {**metrics, "n_selected": self.n_selected, "train_seconds": self.seconds,
                      "peak_memory_bytes": peak, "device": self.device.type,
                      "started_at": self.started_at, "finished_at": now().isoformat()}
-        self.done = bool(metrics.get("final"))
+        self.done = bool(metrics.get("final")) or metrics.get("diverged_at_step") is not None
         return self.last
 
 
@@ -154,7 +155,8 @@ def coretune_trainable(config: dict, datasets: dict[str, ImageDataset], store_ur
     metric = group["metric"]
     while not all(s.done for s in students):
         reports = {s.trial_id: s.advance() for s in students}
-        values = [r[metric] for r in reports.values() if r.get(metric) is not None]
+        values = [r[metric] for r in reports.values()
+                  if r.get(metric) is not None and math.isfinite(r[metric])]
         tune.report({metric: float(np.mean(values)) if values else float("nan"),
                      "students": reports, "all_done": all(s.done for s in students),
                      "body_seconds": time.perf_counter() - body_started})

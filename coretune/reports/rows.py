@@ -45,11 +45,11 @@ def _finite(value) -> bool:
 
 
 def trial_status(metrics: dict, error: str | None) -> str:
-    """error | diverged (non-finite loss or metric) | ok (ran to the end) | stopped."""
+    """error | diverged (a NaN/inf loss or metric) | ok (ran to the end) | stopped."""
     if error:
         return "error"
-    if metrics and not all(_finite(metrics.get(k)) for k in ("train_loss", "test_nll")
-                           if k in metrics):
+    if metrics.get("diverged_at_step") is not None or (metrics and not all(
+            _finite(metrics.get(k)) for k in ("train_loss", "test_nll") if k in metrics)):
         return "diverged"
     return "ok" if metrics.get("final") else "stopped"
 
@@ -78,6 +78,7 @@ def trial_row(trial: TrialSpec, trial_id: str, metrics: dict, error: str | None,
         "device": metrics.get("device", "unknown"), **versions,
         "started_at": started, "finished_at": finished, "metric": trial.metric,
         "data_fingerprint": fingerprint, "selection_key": selection_key, "group_id": group_id,
+        "diverged_at_step": metrics.get("diverged_at_step"),
         "arch_args": json.dumps(trial.arch_args, sort_keys=True),
         "trial_spec": json.dumps(trial.science(), sort_keys=True),  # everything, for provenance
     }

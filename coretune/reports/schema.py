@@ -45,7 +45,8 @@ TRIALS = _schema(
     ("smoothing", _STR, True), ("val_acc", _F64, True), ("val_top5", _F64, True),
     ("val_nll", _F64, True), ("val_ece", _F64, True), ("metric", _STR, True),
     ("data_fingerprint", _STR, True), ("selection_key", _STR, True), ("group_id", _STR, True),
-    ("arch_args", _STR, True), ("trial_spec", _STR, True),
+    ("arch_args", _STR, True), ("trial_spec", _STR, True), ("diverged_at_step", _I64, True),
+    ("retries", _I64, True),
 )
 
 CURVES = _schema(

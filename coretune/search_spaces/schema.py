@@ -160,6 +160,7 @@ class SweepSpec(Frozen):
     dynamics: DynamicsSpec = DynamicsSpec()
     metric: str = "test_acc"
     students_per_trial: int = Field(1, ge=1)
+    retries: int = Field(1, ge=0)  # a Tune trial that raises is re-run this many times
     resources: ResourcesSpec = ResourcesSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
 

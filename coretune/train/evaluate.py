@@ -44,10 +44,12 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, bins: int
     """Accuracy, top-5 accuracy, NLL and expected calibration error (Guo et al. 2017, Eq. 3)."""
     logp = F.log_softmax(logits.float(), dim=1)
     conf, pred = logp.exp().max(dim=1)
-    correct = (pred == labels).float()
+    finite = torch.isfinite(logits).all(dim=1)  # a diverged model predicts nothing
+    conf = torch.nan_to_num(conf, nan=0.0)
+    correct = ((pred == labels) & finite).float()
     k = min(5, logits.shape[1])
-    top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float()
-    bin_id = torch.clamp((conf * bins).long(), max=bins - 1)
+    top5 = ((logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1) & finite).float()
+    bin_id = torch.clamp((conf * bins).long(), min=0, max=bins - 1)
     gap = torch.zeros(bins, device=logits.device).index_add_(0, bin_id, conf - correct)
     ece = gap.abs().sum() / labels.numel()
     return {f"{prefix}_acc": correct.mean().item(), f"{prefix}_top5": top5.mean().item(),

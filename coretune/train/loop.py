@@ -159,7 +159,8 @@ def train_steps(
 
     ``labels`` gives the loss of a batch (hard, smoothed, teacher, pseudo-labels, …);
     ``evaluators`` score the model at each report (``<split>_acc`` etc.). A generator, so
-    a trial can interleave several students report by report.
+    a trial can interleave several students report by report. A loss that becomes NaN or
+    inf ends training at the next report, which carries ``diverged_at_step``.
     """
     hooks = hooks or Hooks()
     dev = data.device
@@ -177,6 +178,7 @@ def train_steps(
 
     step, seen, n_reports = 0, 0, 0
     loss_sum = torch.zeros((), device=dev)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=dev)  # first non-finite step
     seg_start = 0
     for report_epoch in report_epochs:
         started = time.perf_counter()
@@ -203,6 +205,8 @@ def train_steps(
                         logits = model(x)
                     loss = labels.loss(logits, idx, pos, epoch,
                                        None if w_all is None else w_all[pos])
+                    bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
+                    first_bad = torch.where(bad, step, first_bad)  # no host sync
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -218,9 +222,11 @@ def train_steps(
         for ev in evaluators:
             metrics.update(ev.evaluate(model, data.normalize))
         n_reports += 1
+        diverged_at = int(first_bad.item())
         metrics.update(train_loss=(loss_sum / max(seen, 1)).item(), step=step,
                        coreset_epochs=step / spe, epoch=n_reports,
-                       final=report_epoch == report_epochs[-1],
+                       final=report_epoch == report_epochs[-1] and diverged_at < 0,
+                       diverged_at_step=diverged_at if diverged_at >= 0 else None,
                        segment_seconds=time.perf_counter() - started)
         loss_sum.zero_()
         seen = 0
@@ -228,6 +234,8 @@ def train_steps(
         if hooks.on_report is not None:
             hooks.on_report(dict(metrics))
         yield metrics
+        if diverged_at >= 0:  # a NaN/inf loss: stop; the row says where
+            return
 
 
 def train(model: nn.Module, data: DeviceData, indices: np.ndarray, labels: LabelSource,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
+
 from coretune.driver.run import run_sweep
 from coretune.reports.results import ResultsStore
 
@@ -102,3 +104,42 @@ def test_two_drivers_on_one_store_build_each_artifact_once(tmp_path):
     for n in (1, 2):
         trials = ResultsStore(str(tmp_path / f"out{n}")).read("trials")
         assert len(trials) == 8 and (trials["status"] == "ok").all()
+
+
+FAULTY_SPEC = """
+name: faulty
+plugins: [tests.plugins.faulty]
+datasets: digits
+archs: mlp
+seeds: [0]
+ratios: [0.2]
+selectors: [{{name: random}}]
+label_modes:
+  - {{mode: hard}}
+  - {{mode: nan_after, args: {{at: 25}}}}
+  - {{mode: flaky, args: {{fail_times: 1, marker: "{tmp}/flaky_once"}}}}
+  - {{mode: flaky, args: {{fail_times: 5, marker: "{tmp}/flaky_always"}}}}
+budget: {{unit: iterations, value: 60, max_reports: 3}}
+optimizer: {{lr: 0.05, batch_size: 32}}
+retries: 2
+"""
+
+
+def test_diverged_retried_and_failed_trials_each_get_their_row(tmp_path, ray_session):
+    spec = tmp_path / "faulty.yaml"
+    spec.write_text(FAULTY_SPEC.format(tmp=tmp_path))
+    summary = run_sweep(spec, tmp_path / "out", cache=tmp_path / "cache")
+    rows = ResultsStore(str(tmp_path / "out")).read("trials").set_index("label_mode")
+    assert summary.status_counts == {"ok": 2, "diverged": 1, "error": 1}
+    assert rows.loc["hard", "status"] == "ok" and rows.loc["hard", "retries"] == 0
+    diverged = rows.loc["nan_after"]
+    assert diverged["status"] == "diverged" and diverged["diverged_at_step"] == 25
+    assert pd.isna(diverged["error"])
+    flaky = rows[rows["status"].isin(["ok", "error"]) & (rows.index == "flaky")]
+    once = flaky[flaky["trial_spec"].str.contains("flaky_once")].iloc[0]
+    always = flaky[flaky["trial_spec"].str.contains("flaky_always")].iloc[0]
+    assert once["status"] == "ok" and once["retries"] == 1 and once["test_acc"] > 0.5
+    assert always["status"] == "error" and always["retries"] == 2
+    assert "attempt 3 fails on purpose" in always["error"]
+    assert pd.isna(always["test_acc"]) and pd.isna(always["test_nll"])  # nothing partial
+    assert (tmp_path / "flaky_always").read_text() == "3"  # 1 try + 2 retries

@@ -23,7 +23,7 @@ TRIAL_COLUMNS = [
     "finished_at",
     # added after DESIGN.md's columns by the middle-layer rebuild, all nullable
     "smoothing", "val_acc", "val_top5", "val_nll", "val_ece", "metric", "data_fingerprint",
-    "selection_key", "group_id", "arch_args", "trial_spec",
+    "selection_key", "group_id", "arch_args", "trial_spec", "diverged_at_step", "retries",
 ]
 
 

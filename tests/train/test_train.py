@@ -198,3 +198,29 @@ def test_teacher_modes_require_a_teacher(digits):
         with pytest.raises(ValueError, match="teacher"):
             _labels(digits, mode)
     assert isinstance(_labels(digits), HardLabels)
+
+
+def test_a_nan_loss_stops_training_and_says_where(digits):
+    class NanAfter(HardLabels):
+        calls = 0
+
+        def loss(self, logits, idx, pos, epoch, weights):
+            NanAfter.calls += 1
+            loss = super().loss(logits, idx, pos, epoch, weights)
+            return loss * float("nan") if NanAfter.calls > 25 else loss
+
+    model = init_model("mlp", {}, (1, 8, 8), 10, 0, "cpu")
+    reports = list(train_steps(model, digits, np.arange(320), NanAfter(digits.train_y),
+                               [on_test_split(digits)], Budget("epochs", 10, 5),
+                               OptimConfig(lr=0.05, batch_size=32), 0))
+    # 10 steps per epoch, reports every 2 epochs (20 steps): step 25 is the first NaN
+    assert [r["diverged_at_step"] for r in reports] == [None, 25]
+    assert not reports[-1]["final"] and reports[-1]["step"] == 40  # stopped at that report
+    assert math.isnan(reports[-1]["train_loss"]) and reports[-1]["test_acc"] == 0.0
+    assert NanAfter.calls == 40
+
+
+def test_metrics_of_non_finite_logits_do_not_crash():
+    logits = torch.tensor([[float("nan"), 0.0], [1.0, 0.0], [float("inf"), 0.0]])
+    m = classification_metrics(logits, torch.tensor([0, 0, 0]))
+    assert m["test_acc"] == pytest.approx(1 / 3) and math.isnan(m["test_nll"])
