@@ -53,12 +53,13 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
 
         from coretune.driver.run import init_ray, run_plan
 
-        started_here = init_ray(args.address)
-        try:
-            summary = run_plan(plan, args.scheduler, console)
-        finally:
-            if started_here:
-                ray.shutdown()
+        with plan.results.lease():  # one driver per output; refused before Ray starts
+            started_here = init_ray(args.address)
+            try:
+                summary = run_plan(plan, args.scheduler, console)
+            finally:
+                if started_here:
+                    ray.shutdown()
         console.print(json.dumps(summary.as_dict(), indent=1))
     if not args.no_report:
         from coretune.reports.leaderboard import write_report

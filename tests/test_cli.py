@@ -96,3 +96,26 @@ def test_cluster_refuses_node_local_storage(capsys, write_spec, tmp_path):
                      "--cache", str(tmp_path / "c"), "--address", "127.0.0.1:1", "--dry-run",
                      "--allow-node-local")
     assert code == 0
+
+
+def test_second_driver_on_one_output_is_refused(capsys, write_spec, tmp_path, monkeypatch):
+    import json
+    import os
+    import socket
+
+    import ray
+
+    out = tmp_path / "o"
+    out.mkdir()
+    holder = {"host": socket.gethostname(), "pid": os.getppid(), "since": "earlier"}
+    (out / "_DRIVER.lock").write_text(json.dumps(holder))  # a live driver holds it
+
+    def refuse(*a, **k):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    code, got = _run(capsys, "sweep", str(write_spec()), "--out", str(out), "--cache",
+                     str(tmp_path / "c"))
+    assert code == 2 and "in use by another driver" in got.err
+    assert f":{os.getppid()} since earlier" in got.err
+    assert sorted(p.name for p in out.iterdir()) == ["_DRIVER.lock"]

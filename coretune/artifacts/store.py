@@ -65,13 +65,20 @@ class Artifact:
     def has(self, name: str) -> bool:
         return f"{name}.npy" in self.files or f"{name}.bin" in self.files
 
+    def _committed(self, file: str) -> str:
+        if file not in self.files:
+            raise CorruptArtifactError(f"artifact {self.key}: {file} is not among its committed "
+                                       f"files {sorted(self.files)} at {self.path}")
+        return file
+
     def array(self, name: str, mmap: bool = False) -> np.ndarray:
+        self._committed(f"{name}.npy")
         if mmap and self.location.is_local:
             return np.load(self.location.path(f"{name}.npy"), mmap_mode="r", allow_pickle=False)
         return np.load(io.BytesIO(self.location.read_bytes(f"{name}.npy")), allow_pickle=False)
 
     def blob(self, name: str) -> bytes:
-        return self.location.read_bytes(f"{name}.bin")
+        return self.location.read_bytes(self._committed(f"{name}.bin"))
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -167,6 +174,8 @@ class ArtifactStore:
         try:
             if self.exists(key):  # committed between our check and our lock
                 return self.load(key), False
+            for leftover in where.list_files(suffix=".tmp"):  # a killed build's half-writes
+                where.delete(leftover)
             return self.save(key, compute()), True
         finally:
             stop.set()

@@ -157,6 +157,8 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     datasets = {data_key(d): load_dataset(d, root, download) for d in spec.datasets}
     results = ResultsStore(out)
     previous = results.read("trials")  # a corrupt part fails here, before any work
+    results.read("curves")
+    results.read("selections")
     done = set(previous.loc[(previous["sweep"] == spec.name) & (previous["status"] == "ok"),
                             "trial_id"])
     planned = []

@@ -301,12 +301,13 @@ def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,
     plan.allow_node_local = allow_node_local
     if not plan.trials:
         return empty_summary(plan)
-    started_here = init_ray(address)
-    try:
-        return run_plan(plan, scheduler, console)
-    finally:
-        if started_here:
-            ray.shutdown()
+    with plan.results.lease():
+        started_here = init_ray(address)
+        try:
+            return run_plan(plan, scheduler, console)
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 def empty_summary(plan: Plan) -> SweepSummary:

@@ -130,3 +130,11 @@ def test_a_bad_cached_selection_is_refused(tmp_path, indices, weights, match):
         load_selection(art, num_samples=10)
     good = store.save(_key("good"), Built({"indices": np.array([2, 4])}, {}))
     assert load_selection(good, 10)[0].tolist() == [2, 4]
+
+
+def test_files_outside_the_commit_are_never_read(tmp_path):
+    store = ArtifactStore(tmp_path)
+    art = store.save(_key(), Built({"x": np.arange(3)}, {}))
+    np.save(Path(art.path) / "planted.npy", np.arange(99))
+    with pytest.raises(CorruptArtifactError, match="planted.npy is not among"):
+        store.load(_key()).array("planted")

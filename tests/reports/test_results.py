@@ -52,3 +52,31 @@ def test_corrupt_part_names_its_path(tmp_path: Path) -> None:
 def test_file_uri_is_the_same_store(tmp_path: Path) -> None:
     ResultsStore(f"file://{tmp_path}").write("trials", [make_trial_row()])
     assert ResultsStore(str(tmp_path)).read("trials")["trial_id"].tolist() == ["t0"]
+
+
+def test_one_driver_per_output(tmp_path: Path) -> None:
+    from coretune.reports.results import OutputInUseError
+
+    store = ResultsStore(str(tmp_path))
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "trials" / "part-1.parquet.abc.tmp").write_bytes(b"half")
+    with store.lease():
+        assert not (tmp_path / "trials" / "part-1.parquet.abc.tmp").exists()  # cleaned
+        with pytest.raises(OutputInUseError, match="in use by another driver"):
+            with store.lease():
+                pass
+        assert (tmp_path / "_DRIVER.lock").exists()
+    assert not (tmp_path / "_DRIVER.lock").exists()
+    with store.lease():  # free again
+        pass
+
+
+def test_a_dead_drivers_lease_is_taken_over(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    (tmp_path / "_DRIVER.lock").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": 2**22 + 12345, "since": "then"}))
+    with ResultsStore(str(tmp_path)).lease():
+        holder = json.loads((tmp_path / "_DRIVER.lock").read_text())
+        assert holder["pid"] != 2**22 + 12345
