@@ -65,6 +65,12 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         from coretune.reports.leaderboard import write_report
 
         write_report(args.out, console)
+    if summary is not None and summary.interrupted:
+        Console(stderr=True).print(
+            f"interrupted: {summary.trials_finished} of {summary.trials_run} trials finished "
+            "and are saved; run the same command again to complete the rest",
+            soft_wrap=True, highlight=False, markup=False)
+        return 130
     return 0 if summary is None or summary.status_counts.get("error", 0) == 0 else 1
 
 
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         write_report(args.dir, console)
         return 0
-    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, ConnectionError
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
 

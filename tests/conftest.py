@@ -51,7 +51,7 @@ def ray_session():
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, namespace="coretune", include_dashboard=False,
+        ray.init(address="local", num_cpus=2, namespace="coretune", include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from coretune.artifacts.store import ArtifactStore, Built
 from coretune.cli import main
@@ -119,3 +120,22 @@ def test_second_driver_on_one_output_is_refused(capsys, write_spec, tmp_path, mo
     assert code == 2 and "in use by another driver" in got.err
     assert f":{os.getppid()} since earlier" in got.err
     assert sorted(p.name for p in out.iterdir()) == ["_DRIVER.lock"]
+
+
+def test_ray_starts_locally_unless_an_address_is_given(monkeypatch):
+    import ray
+
+    from coretune.driver.run import init_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw["address"]))
+    assert init_ray(None) and init_ray("10.0.0.1:6379")
+    assert calls == ["local", "10.0.0.1:6379"]  # never silently attaches to `ray start`
+
+    def unreachable(**kw):
+        raise ConnectionError("could not connect")
+
+    monkeypatch.setattr(ray, "init", unreachable)
+    with pytest.raises(ConnectionError, match="--address 127.0.0.1:1: cannot join"):
+        init_ray("127.0.0.1:1")

@@ -43,6 +43,8 @@ class SweepSummary:
     out_dir: str
     trials_total: int
     trials_run: int
+    trials_finished: int  # rows written by this run (fewer than trials_run if interrupted)
+    interrupted: bool
     trials_skipped: int
     tune_trials: int
     status_counts: dict[str, int]
@@ -61,11 +63,17 @@ class SweepSummary:
 
 
 def init_ray(address: str | None) -> bool:
-    """Start (or join) Ray; True if this call started it."""
+    """Join the cluster at ``address``, or start Ray on this machine when there is none
+    (``address="local"``: never attach silently to a cluster ``ray start`` left running).
+    True if this call connected."""
     if ray.is_initialized():
         return False
-    ray.init(address=address, namespace=NAMESPACE, include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    try:
+        ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    except ConnectionError as err:
+        raise ConnectionError(f"--address {address}: cannot join the Ray cluster "
+                              f"({' '.join(str(err).split())})") from None
     return True
 
 
@@ -280,7 +288,9 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     summary = SweepSummary(
         out_dir=plan.results.uri, trials_total=len(plan.trials) + plan.skipped,
-        trials_run=len(plan.trials), trials_skipped=plan.skipped, tune_trials=len(groups),
+        trials_run=len(plan.trials), trials_finished=len(writer.rows),
+        interrupted=len(writer.rows) < len(plan.trials), trials_skipped=plan.skipped,
+        tune_trials=len(groups),
         status_counts=counts, wall_seconds=time.perf_counter() - wall_started,
         artifact_seconds=artifact_seconds, artifacts_built=built, tune_seconds=tune_seconds,
         trial_body_seconds=writer.body_seconds, concurrency=concurrency,
@@ -311,5 +321,5 @@ def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,
 
 
 def empty_summary(plan: Plan) -> SweepSummary:
-    return SweepSummary(plan.results.uri, plan.skipped, 0, plan.skipped, 0, {}, 0.0, 0.0, 0,
-                        0.0, 0.0, 0, 0.0, {}, {})
+    return SweepSummary(plan.results.uri, plan.skipped, 0, 0, False, plan.skipped, 0, {}, 0.0,
+                        0.0, 0, 0.0, 0.0, 0, 0.0, {}, {})

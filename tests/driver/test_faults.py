@@ -9,6 +9,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from coretune.driver.run import run_sweep
 from coretune.reports.results import ResultsStore
@@ -26,37 +27,72 @@ optimizer: {lr: 0.05, batch_size: 32}
 """
 
 
-def test_sigkill_midway_keeps_rows_and_rerun_completes_the_rest(tmp_path, ray_session):
+TOTAL = 4 * 3 * 2 * 2
+COMPARED = ["status", "n_selected", "test_acc", "test_nll", "test_ece", "epochs_run"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, ray_session):
+    """The same sweep, never interrupted."""
+    root = tmp_path_factory.mktemp("reference")
+    spec = root / "killed.yaml"
+    spec.write_text(KILL_SPEC)
+    run_sweep(spec, root / "out", cache=root / "cache")
+    return ResultsStore(str(root / "out")).read("trials").set_index("trial_id")[COMPARED]
+
+
+def _interrupt(tmp_path, sig: int) -> tuple[int, str]:
+    """Start the sweep's CLI, send ``sig`` once 4 trials have rows; (exit code, stderr)."""
     spec = tmp_path / "killed.yaml"
     spec.write_text(KILL_SPEC)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    results = ResultsStore(str(out))
+    results = ResultsStore(str(tmp_path / "out"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coretune.cli", "sweep", str(spec), "--out", str(out),
-         "--cache", str(cache), "--no-report"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [sys.executable, "-m", "coretune.cli", "sweep", str(spec), "--out",
+         str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-report"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 240
         while len(results.parts("trials")) < 4:
-            assert proc.poll() is None, "the sweep ended before it could be killed"
+            assert proc.poll() is None, "the sweep ended before it could be interrupted"
             assert time.time() < deadline, "no rows were written in time"
             time.sleep(0.05)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        else:
+            os.kill(proc.pid, sig)  # the driver alone, as Ctrl-C would
+        _, err = proc.communicate(timeout=120)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
-        proc.wait(30)
-    before = results.read("trials")
-    total = 4 * 3 * 2 * 2
-    assert 4 <= len(before) < total and (before["status"] == "ok").all()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    return proc.returncode, err
 
-    summary = run_sweep(spec, out, cache=cache)
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, ray_session, reference,
+                                                                sig):
+    code, err = _interrupt(tmp_path, sig)
+    results = ResultsStore(str(tmp_path / "out"))
+    before = results.read("trials")  # readable right after the interruption
+    assert 4 <= len(before) < TOTAL and (before["status"] == "ok").all()
+    if sig == signal.SIGINT:
+        assert code == 130 and "run the same command again" in err
+    else:
+        assert code == -signal.SIGKILL
+
+    summary = run_sweep(tmp_path / "killed.yaml", tmp_path / "out", cache=tmp_path / "cache")
     after = results.read("trials")
     assert summary.trials_skipped == len(before)
-    assert summary.trials_run == total - len(before)
-    assert len(after) == total and (after["status"] == "ok").all()
+    assert summary.trials_run == summary.trials_finished == TOTAL - len(before)
+    assert len(after) == TOTAL and after["trial_id"].is_unique
+    raw = pd.concat([pd.read_parquet(tmp_path / "out" / p) for p in results.parts("trials")])
+    assert not raw[raw["status"] == "ok"]["trial_id"].duplicated().any()  # no ok row twice
     kept = after.set_index("trial_id").loc[before["trial_id"], "finished_at"]
     assert (kept.to_numpy() == before["finished_at"].to_numpy()).all()  # untouched rows
+    pd.testing.assert_frame_equal(after.set_index("trial_id")[COMPARED].sort_index(),
+                                  reference.sort_index())
     curves = results.read("curves")
-    assert curves.groupby("trial_id").size().eq(2).all() and curves["trial_id"].nunique() == total
+    assert curves.groupby("trial_id").size().eq(2).all() and curves["trial_id"].nunique() == TOTAL
 
 
 TWO_SPEC = """
