@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -238,18 +239,19 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     select_seconds = _write_selections(plan)
 
     res = plan.spec.resources
+    run_id = f"{plan.spec.name}-{uuid.uuid4().hex[:10]}"
     actors = []
     for key, student in teacher_keys.items():
         logits_ref = ray.put(plan.store.load(key).array("train_logits"))
         actors.append(TeacherActor.options(
-            name=teacher_actor_name(plan.spec.name, key), get_if_exists=True,
-            num_gpus=res.teacher_gpu,
+            name=teacher_actor_name(run_id, key), num_gpus=res.teacher_gpu,
         ).remote(plan.datasets[student.data_key], plan.store.uri, key, [logits_ref],
                  "cuda" if res.teacher_gpu > 0 else "cpu"))
     ray.get([a.info.remote() for a in actors])
 
     groups = [{"group_id": f"g{i:05d}-{g[0].trial_id}", "metric": plan.spec.metric,
-               "students": [s.payload() for s in g]} for i, g in enumerate(plan.groups)]
+               "students": [{**s.payload(), "run_id": run_id} for s in g]}
+              for i, g in enumerate(plan.groups)]
     trainable = tune.with_resources(
         tune.with_parameters(coretune_trainable, datasets=plan.datasets,
                              store_uri=plan.store.uri, plugins=list(plan.spec.plugins),

@@ -33,9 +33,13 @@ NAMESPACE = "coretune"
 _WORKER: dict[tuple, Any] = {}
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, max_restarts=5, max_task_retries=5)
 class TeacherActor(TeacherService):
-    """A :class:`TeacherService` as a named actor; fixed logits live in the object store."""
+    """A :class:`TeacherService` as a named actor; fixed logits live in the object store.
+
+    Restartable: if its process or node dies, Ray re-runs the constructor, which rebuilds
+    the service from the artifact store, and calls waiting on it are retried.
+    """
 
     def __init__(self, ds: ImageDataset, store_uri: str, key: str, logits_ref: list,
                  device: str = "cpu"):
@@ -47,8 +51,9 @@ class TeacherActor(TeacherService):
         return self._logits_ref
 
 
-def teacher_actor_name(sweep: str, teacher_key: str) -> str:
-    return f"{sweep}:{teacher_key}"
+def teacher_actor_name(run_id: str, teacher_key: str) -> str:
+    """One actor per (sweep run, teacher): no other sweep finds or kills it."""
+    return f"{run_id}:{teacher_key}"
 
 
 def _device() -> str:
@@ -77,7 +82,7 @@ def _teacher_signal(student: dict, trial: TrialSpec, device: str) -> TeacherSign
     key = student["label_keys"].get("teacher")
     if key is None:
         return None
-    actor = ray.get_actor(teacher_actor_name(trial.sweep, key), namespace=NAMESPACE)
+    actor = ray.get_actor(teacher_actor_name(student["run_id"], key), namespace=NAMESPACE)
 
     def fetch():
         ref = ray.get(actor.logits_ref.remote())[0]

@@ -179,3 +179,37 @@ def test_diverged_retried_and_failed_trials_each_get_their_row(tmp_path, ray_ses
     assert "attempt 3 fails on purpose" in always["error"]
     assert pd.isna(always["test_acc"]) and pd.isna(always["test_nll"])  # nothing partial
     assert (tmp_path / "flaky_always").read_text() == "3"  # 1 try + 2 retries
+
+
+def test_teacher_actor_killed_midway_is_rebuilt_and_trials_succeed(tmp_path, ray_session,
+                                                                  write_spec):
+    import threading
+
+    import ray
+
+    spec = write_spec("kd_kill", replace={
+        "seeds: [0]": "seeds: [0, 1, 2]",
+        "  - name: ccs\n    args: {score: aum, beta: 0.1}\n": "",
+        "  - mode: hard\n": "", "  - {mode: smooth, eps: 0.1, smoothing: paper}\n": "",
+        "  - {mode: soft, tau: 4.0, lam: 1.0}\n": ""})
+    results = ResultsStore(str(tmp_path / "out"))
+    killed = []
+
+    def kill_the_teacher():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["name"].startswith("kd_kill-")]
+            if names and results.parts("trials"):
+                ray.kill(ray.get_actor(names[0], namespace="coretune"), no_restart=False)
+                killed.append(names[0])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_teacher, daemon=True)
+    killer.start()
+    summary = run_sweep(spec, tmp_path / "out", cache=tmp_path / "cache")
+    killer.join()
+    trials = results.read("trials")
+    assert killed, "the teacher actor was never killed"
+    assert len(trials) == 6 and (trials["status"] == "ok").all(), trials[["status", "error"]]
+    assert summary.status_counts == {"ok": 6}
