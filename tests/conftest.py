@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Keep every Ray process of the tests on the loopback address (Ray otherwise binds to the
+# machine's network address): with this, Ray's node IP is 127.0.0.1 on Linux too.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 TINY_SPEC = """
 name: {name}
 datasets: digits
