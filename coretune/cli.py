@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true",
                    help="print the plan (trials, artifacts, what is cached) and stop")
     s.add_argument("--no-report", action="store_true", help="skip the leaderboard at the end")
+    s.add_argument("--quiet", action="store_true",
+                   help="no live progress view and no summary dump (for CI logs)")
     r = sub.add_parser("report", help="print the leaderboard of a sweep directory")
     r.add_argument("dir", help="sweep output directory or URI")
     return p
@@ -56,11 +58,16 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         with plan.results.lease():  # one driver per output; refused before Ray starts
             started_here = init_ray(args.address)
             try:
-                summary = run_plan(plan, args.scheduler, console)
+                summary = run_plan(plan, args.scheduler, console, args.quiet)
             finally:
                 if started_here:
                     ray.shutdown()
-        console.print(json.dumps(summary.as_dict(), indent=1))
+        if args.quiet:
+            console.print(f"sweep {plan.spec.name}: {summary.trials_finished} of "
+                          f"{summary.trials_run} trials finished, {summary.status_counts}, "
+                          f"{summary.wall_seconds:.1f} s", markup=False, highlight=False)
+        else:
+            console.print(json.dumps(summary.as_dict(), indent=1))
     if not args.no_report:
         from coretune.reports.leaderboard import write_report
 

@@ -139,3 +139,16 @@ def test_ray_starts_locally_unless_an_address_is_given(monkeypatch):
     monkeypatch.setattr(ray, "init", unreachable)
     with pytest.raises(ConnectionError, match="--address 127.0.0.1:1: cannot join"):
         init_ray("127.0.0.1:1")
+
+
+def test_quiet_sweep_prints_one_summary_line(capsys, write_spec, tmp_path, ray_session):
+    spec = write_spec("quiet", replace={
+        "  - name: ccs\n    args: {score: aum, beta: 0.1}\n": "",
+        "  - {mode: smooth, eps: 0.1, smoothing: paper}\n": "",
+        "  - {mode: soft, tau: 4.0, lam: 1.0}\n": "", "  - {mode: kd, tau: 4.0, lam: 0.9}\n": ""})
+    code, out = _run(capsys, "sweep", str(spec), "--out", str(tmp_path / "o"), "--cache",
+                     str(tmp_path / "c"), "--quiet", "--no-report")
+    lines = out.out.strip().splitlines()
+    assert code == 0 and len(lines) == 2, out.out
+    assert lines[1].startswith("sweep quiet: 2 of 2 trials finished, {'ok': 2}")
+    assert "running" not in out.out and "━" not in out.out  # no live view

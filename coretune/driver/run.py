@@ -21,7 +21,14 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from coretune.artifacts.graph import get_kind
 from coretune.artifacts.selection import load_selection
@@ -113,6 +120,21 @@ class _ResultWriter(tune.Callback):
         self.rows: list[dict] = []
         self.retries: dict[str, int] = {}
         self.body_seconds = 0.0
+        self.metric, self.mode = plan.spec.metric, plan.spec.metric_mode
+        self.running, self.failed, self.best = 0, 0, None
+        self.total = len(plan.trials)
+
+    def _show(self) -> None:
+        if self.progress is None:
+            return
+        best = "–" if self.best is None else f"{self.best:.4g}"
+        self.progress.update(self.task, completed=len(self.rows), running=self.running,
+                             pending=self.total - len(self.rows) - self.running,
+                             failed=self.failed, best=f"{self.metric} {best}")
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running += len(trial.config["group"]["students"])
+        self._show()
 
     def __getstate__(self) -> dict:  # Tune may pickle callbacks; the writer stays here
         return {}
@@ -160,8 +182,14 @@ class _ResultWriter(tune.Callback):
         self.results.write("curves", curve_parts)  # curves first: the trial row commits
         self.results.write("trials", rows)
         self.rows += rows
-        if self.progress is not None:
-            self.progress.advance(self.task, len(rows))
+        self.running = max(0, self.running - len(rows))
+        self.failed += sum(r["status"] in ("error", "diverged") for r in rows)
+        for r in rows:
+            value = r.get(self.metric)
+            if r["status"] == "ok" and value is not None and (self.best is None or (
+                    value > self.best if self.mode == "max" else value < self.best)):
+                self.best = value
+        self._show()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, None)
@@ -225,8 +253,8 @@ def _tune_storage(plan: Plan) -> str:
                                                               "coretune-tune")
 
 
-def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None = None
-             ) -> SweepSummary:
+def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None = None,
+             quiet: bool = False) -> SweepSummary:
     """Build artifacts, start teacher actors, run the Tune trials, write Parquet parts."""
     console = console or Console()
     wall_started = time.perf_counter()
@@ -261,10 +289,14 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     total_gpus = ray.cluster_resources().get("GPU", 0.0)
     concurrency = int(max(1, min(len(groups), total_cpus // res.cpu,
                                  total_gpus // res.gpu if res.gpu else float("inf"))))
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                        transient=False)
-    task = progress.add_task(f"sweep {plan.spec.name}", total=len(plan.trials))
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]} · pending {task.fields[pending]} · "
+                   "failed {task.fields[failed]} · best {task.fields[best]}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+        transient=False, disable=quiet)
+    task = progress.add_task(f"sweep {plan.spec.name}", total=len(plan.trials), running=0,
+                             pending=len(plan.trials), failed=0, best="–")
     writer = _ResultWriter(plan, teacher_acc, select_seconds, progress, task)
     tuner = tune.Tuner(
         trainable,
@@ -306,7 +338,8 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
 def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,
               scheduler: str | None = None, cache: str | Path | None = None,
               data_root: str | None = None, download: bool = False,
-              allow_node_local: bool = False, console: Console | None = None) -> SweepSummary:
+              allow_node_local: bool = False, console: Console | None = None,
+              quiet: bool = False) -> SweepSummary:
     """Validate (before Ray starts), then run the sweep. Skips students already ``ok``."""
     plan = plan_sweep(spec, out, cache, data_root, download,
                       cluster=address is not None and not allow_node_local)
@@ -316,7 +349,7 @@ def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,
     with plan.results.lease():
         started_here = init_ray(address)
         try:
-            return run_plan(plan, scheduler, console)
+            return run_plan(plan, scheduler, console, quiet)
         finally:
             if started_here:
                 ray.shutdown()
