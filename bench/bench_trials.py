@@ -49,8 +49,8 @@ def main() -> None:
     ray.shutdown()
 
     with tempfile.TemporaryDirectory() as tmp:
-        from coretune.driver.plan import DEMO_SPEC
         from coretune.driver.run import run_sweep
+        from coretune.search_spaces import DEMO_SPEC
 
         spec = Path(tmp) / "bench.yaml"
 

@@ -9,6 +9,8 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
+from coretune.search_spaces import DEMO_SPEC
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coretune", description=__doc__)
@@ -40,9 +42,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> int:
+    from coretune.search_spaces.schema import load_spec
+
+    spec = load_spec(DEMO_SPEC if args.spec == "demo" else args.spec)  # before torch and Ray
     from coretune.driver.plan import describe, plan_sweep
 
-    plan = plan_sweep(args.spec, args.out, args.cache, args.data_root, args.download,
+    plan = plan_sweep(spec, args.out, args.cache, args.data_root, args.download,
                       cluster=args.address is not None and not args.allow_node_local)
     plan.allow_node_local = args.allow_node_local
     console.print(describe(plan) if args.dry_run else describe(plan).splitlines()[0],

@@ -97,3 +97,19 @@ def test_malformed_command_lines(capsys, tmp_path, no_ray, write_spec):
     ]
     for argv, needle in cases:
         _refused(capsys, tmp_path, argv, needle)
+
+
+def test_structural_refusals_import_neither_torch_nor_ray(tmp_path):
+    """A malformed spec is refused before torch or Ray is even imported (fast)."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY_SPEC.format(name="bad").replace("ratios: [0.05, 0.2]", "ratios: [0]"))
+    probe = ("import sys\nfrom coretune.cli import main\n"
+             f"code = main(['sweep', {str(spec)!r}, '--out', {str(tmp_path / 'o')!r}])\n"
+             "print(code, 'torch' in sys.modules, 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.split() == ["2", "False", "False"], out.stderr
+    assert "ratio must be in (0, 1]" in out.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 from coretune.artifacts.graph import Node, need_nodes, node_for
 from coretune.artifacts.store import ArtifactStore
 from coretune.reports.results import ResultsStore
+from coretune.search_spaces import DEMO_SPEC
 from coretune.search_spaces.schema import SweepSpec, expand, load_spec
 from coretune.selectors import get_selector
 from coretune.spec import DataSpec, TrialSpec, canonical_json
@@ -22,7 +23,7 @@ from coretune.train.data import ImageDataset, load_dataset
 from coretune.train.labels import get_label_source
 
 CACHE_ENV = "CORETUNE_CACHE"
-DEMO_SPEC = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
+
 
 
 def default_cache_dir() -> str:

@@ -254,7 +254,7 @@ def _tune_storage(plan: Plan) -> str:
 
 
 def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None = None,
-             quiet: bool = False) -> SweepSummary:
+             quiet: bool = False, reuse_actors: bool = True) -> SweepSummary:
     """Build artifacts, start teacher actors, run the Tune trials, write Parquet parts."""
     console = console or Console()
     wall_started = time.perf_counter()
@@ -302,7 +302,8 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         trainable,
         param_space={"group": tune.grid_search(groups)},
         tune_config=tune.TuneConfig(metric=plan.spec.metric, mode=plan.spec.metric_mode,
-                                    reuse_actors=True, scheduler=_scheduler(plan, scheduler)),
+                                    reuse_actors=reuse_actors,
+                                    scheduler=_scheduler(plan, scheduler)),
         run_config=tune.RunConfig(name=plan.spec.name, storage_path=_tune_storage(plan),
                                   verbose=0, callbacks=[writer],
                                   failure_config=tune.FailureConfig(

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from coretune.artifacts.graph import UnknownKindError, need_nodes
 from coretune.selectors import get_selector
 from coretune.spec import (
     AugmentSpec,
@@ -31,9 +30,15 @@ from coretune.spec import (
     Seed,
     TrialSpec,
 )
-from coretune.train.data import available_datasets, check_data_spec, dataset_info
-from coretune.train.labels import get_label_source
-from coretune.train.models import check_model_name
+
+# Validation runs twice: first the structure (types, ranges, grids, selector arguments)
+# without importing torch or Ray, so a malformed spec is refused at once; then, with the
+# registries of datasets, models and label sources imported, the names.
+_REGISTRIES = "registries"
+
+
+def _registries(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get(_REGISTRIES))
 
 METRIC = re.compile(r"^(test|val)_(acc|top5|nll|ece)$")
 
@@ -53,8 +58,11 @@ class ArchSpec(Frozen):
     args: dict[str, Any] = {}
 
     @model_validator(mode="after")
-    def _known(self) -> ArchSpec:
-        check_model_name(self.name, self.args)
+    def _known(self, info: ValidationInfo) -> ArchSpec:
+        if _registries(info):
+            from coretune.train.models import check_model_name
+
+            check_model_name(self.name, self.args)
         return self
 
 
@@ -102,8 +110,11 @@ class LabelModeSpec(Frozen):
 
     @field_validator("mode")
     @classmethod
-    def _mode(cls, v: str) -> str:
-        get_label_source(v)
+    def _mode(cls, v: str, info: ValidationInfo) -> str:
+        if _registries(info):
+            from coretune.train.labels import get_label_source
+
+            get_label_source(v)
         return v
 
     @field_validator("tau", "lam", "eps")
@@ -120,6 +131,8 @@ class LabelModeSpec(Frozen):
 
     def expand(self) -> list[dict[str, Any]]:
         """Concrete label settings; the knobs this source does not use are neutral."""
+        from coretune.train.labels import get_label_source
+
         uses = get_label_source(self.mode).uses
         grid = {k: [float(x) for x in _as_list(getattr(self, k))] if k in uses else [_NEUTRAL[k]]
                 for k in ("tau", "lam", "eps")}
@@ -188,7 +201,11 @@ class SweepSpec(Frozen):
 
     @field_validator("datasets")
     @classmethod
-    def _datasets(cls, v: list[DataSpec]) -> list[DataSpec]:
+    def _datasets(cls, v: list[DataSpec], info: ValidationInfo) -> list[DataSpec]:
+        if not _registries(info):
+            return v
+        from coretune.train.data import available_datasets, check_data_spec
+
         for d in v:
             if d.name not in available_datasets():
                 raise ValueError(f"unknown dataset {d.name!r}; available: "
@@ -198,8 +215,11 @@ class SweepSpec(Frozen):
 
     @field_validator("teacher", "dynamics")
     @classmethod
-    def _recipe_arch(cls, v: RecipeSpec) -> RecipeSpec:
-        check_model_name(v.arch, v.arch_args)
+    def _recipe_arch(cls, v: RecipeSpec, info: ValidationInfo) -> RecipeSpec:
+        if _registries(info):
+            from coretune.train.models import check_model_name
+
+            check_model_name(v.arch, v.arch_args)
         return v
 
     @field_validator("ratios")
@@ -250,9 +270,13 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
     """Validate a search space given as a mapping; raises :class:`SpecError`."""
     if not isinstance(data, dict):
         raise SpecError(f"invalid search space {source}: expected a mapping at top level")
+    try:
+        SweepSpec.model_validate(data)  # the structure first: no torch, no Ray
+    except ValidationError as err:
+        raise SpecError(_format_error(err, source)) from None
     import_plugins(data.get("plugins"))
     try:
-        return SweepSpec.model_validate(data)
+        return SweepSpec.model_validate(data, context={_REGISTRIES: True})
     except ValidationError as err:
         raise SpecError(_format_error(err, source)) from None
 
@@ -290,6 +314,9 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def _with_recipes(trial: TrialSpec) -> TrialSpec:
     """Keep the teacher and dynamics recipes only if the trial's artifact graph uses them."""
+    from coretune.artifacts.graph import UnknownKindError, need_nodes
+    from coretune.train.labels import get_label_source
+
     needs = set(get_selector(trial.selector).needs(trial.selector_args))
     needs |= get_label_source(trial.label_mode).needs
     try:
@@ -304,6 +331,8 @@ def _with_recipes(trial: TrialSpec) -> TrialSpec:
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:
     """All students of a sweep, in a fixed order."""
+    from coretune.train.data import dataset_info
+
     trials, seen = [], set()
     for data, arch, sel, ratio, lm, seed in itertools.product(
             spec.datasets, spec.archs, spec.selectors, spec.ratios, spec.label_modes,

@@ -1,7 +1,7 @@
 import pytest
 
 from coretune.artifacts.graph import node_for
-from coretune.driver.plan import DEMO_SPEC
+from coretune.search_spaces import DEMO_SPEC
 from coretune.search_spaces.schema import SpecError, expand, load_spec, parse_spec
 from coretune.spec import AugmentSpec
 
