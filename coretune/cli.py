@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, ConnectionError
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. Ray's ActorDiedError: one line, not a trace
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+        err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -152,3 +152,14 @@ def test_quiet_sweep_prints_one_summary_line(capsys, write_spec, tmp_path, ray_s
     assert code == 0 and len(lines) == 2, out.out
     assert lines[1].startswith("sweep quiet: 2 of 2 trials finished, {'ok': 2}")
     assert "running" not in out.out and "━" not in out.out  # no live view
+
+
+def test_unexpected_errors_are_one_line_not_a_traceback(capsys, monkeypatch):
+    import coretune.reports.leaderboard as leaderboard
+
+    def boom(*a, **k):
+        raise TypeError("something\nunexpected")
+
+    monkeypatch.setattr(leaderboard, "write_report", boom)
+    code, out = _run(capsys, "report", "anywhere")
+    assert code == 1 and out.err.strip() == "error: TypeError: something unexpected"
