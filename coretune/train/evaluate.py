@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from coretune.train.data import DeviceData
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing on CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -34,7 +35,7 @@ def predict_logits(model: nn.Module, data: DeviceData | Callable, images: torch.
     model.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
-        with _autocast(images.device):
+        with autocast(images.device):
             out.append(model(normalize(images[start:start + batch_size])).float())
     return torch.cat(out)
 

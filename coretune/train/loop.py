@@ -23,7 +23,7 @@ import torch.nn as nn
 from coretune.spec import AugmentSpec, BudgetSpec, OptimizerSpec
 from coretune.train.augment import add_input_noise, augment_batch, view_params
 from coretune.train.data import DeviceData
-from coretune.train.evaluate import Evaluator, predict_logits
+from coretune.train.evaluate import Evaluator, autocast, predict_logits
 from coretune.train.labels import LabelSource
 from coretune.train.models import build_model
 
@@ -129,12 +129,6 @@ def make_optimizer(model: nn.Module, cfg: OptimizerSpec, total_steps: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
