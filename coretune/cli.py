@@ -56,17 +56,9 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         return 0
     summary = None
     if plan.trials:
-        import ray
+        from coretune.driver.run import execute
 
-        from coretune.driver.run import init_ray, run_plan
-
-        with plan.results.lease():  # one driver per output; refused before Ray starts
-            started_here = init_ray(args.address)
-            try:
-                summary = run_plan(plan, args.scheduler, console, args.quiet)
-            finally:
-                if started_here:
-                    ray.shutdown()
+        summary = execute(plan, args.address, args.scheduler, console, args.quiet)
         if args.quiet:
             console.print(f"sweep {plan.spec.name}: {summary.trials_finished} of "
                           f"{summary.trials_run} trials finished, {summary.status_counts}, "

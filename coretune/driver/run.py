@@ -345,9 +345,15 @@ def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,
     plan = plan_sweep(spec, out, cache, data_root, download,
                       cluster=address is not None and not allow_node_local)
     plan.allow_node_local = allow_node_local
+    return execute(plan, address, scheduler, console, quiet)
+
+
+def execute(plan: Plan, address: str | None = None, scheduler: str | None = None,
+            console: Console | None = None, quiet: bool = False) -> SweepSummary:
+    """Run a plan: hold the output's lease, start or join Ray, run, shut down what we started."""
     if not plan.trials:
         return empty_summary(plan)
-    with plan.results.lease():
+    with plan.results.lease():  # one driver per output; refused before Ray starts
         started_here = init_ray(address)
         try:
             return run_plan(plan, scheduler, console, quiet)

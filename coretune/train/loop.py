@@ -242,9 +242,8 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, labels: Label
                                seed, **kw):
         result.curves.append(metrics)
         result.metrics = metrics
-    bs, spe, total, _ = plan_steps(len(indices), optimizer, budget)
     result.steps = int(result.metrics.get("step", 0))
-    result.epochs_run = result.steps / spe
+    result.epochs_run = float(result.metrics.get("coreset_epochs", 0.0))
     result.seconds = time.perf_counter() - started
     return result
 
