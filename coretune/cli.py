@@ -9,14 +9,16 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from coretune.search_spaces import DEMO_SPEC
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coretune", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="run a sweep (validated before Ray starts)")
-    s.add_argument("spec", help="search space YAML ('demo' for the packaged demo)")
+    s.add_argument("spec", help="search space YAML, or a packaged space's name ('demo', "
+                                "'soft_label_table1', …)")
+    s.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a value of the spec (YAML value; "
+                   "e.g. --set dataset=fashion_mnist --set budget.value=10)")
     s.add_argument("--out", required=True,
                    help="results directory: a path or URI (file://, s3://…)")
     s.add_argument("--address", default=None, help="join a running Ray cluster (e.g. 'auto')")
@@ -38,17 +40,33 @@ def _parser() -> argparse.ArgumentParser:
                    help="no live progress view and no summary dump (for CI logs)")
     r = sub.add_parser("report", help="print the leaderboard of a sweep directory")
     r.add_argument("dir", help="sweep output directory or URI")
+    sc = sub.add_parser("scores", help="per-example scores")
+    ex = sc.add_subparsers(dest="scores_command", required=True).add_parser(
+        "export", help="write per-example scores (index, score: higher = keep) to DIR")
+    ex.add_argument("dir", help="output directory")
+    ex.add_argument("--dataset", required=True, help="dataset name (or one of the spec's)")
+    ex.add_argument("--score", action="append", required=True,
+                    help="score name (repeatable): aum, forgetting, el2n, grand, entropy, "
+                         "margin, least_confidence, dual, cld")
+    ex.add_argument("--spec", default=None,
+                    help="take the dynamics recipe and the dataset's split from this spec")
+    ex.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="KEY=VALUE", help="override a value of the spec")
+    ex.add_argument("--cache", default=None, help="artifact store (as for sweep)")
+    ex.add_argument("--data-root", default=None, help="dataset root")
+    ex.add_argument("--format", default="parquet", choices=["parquet", "csv"])
     return p
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> int:
     from coretune.search_spaces.schema import load_spec
 
-    spec = load_spec(DEMO_SPEC if args.spec == "demo" else args.spec)  # before torch and Ray
+    spec = load_spec(args.spec, args.overrides)  # before torch and Ray
     from coretune.driver.plan import describe, plan_sweep
 
     plan = plan_sweep(spec, args.out, args.cache, args.data_root, args.download,
-                      cluster=args.address is not None and not args.allow_node_local)
+                      cluster=args.address is not None and not args.allow_node_local,
+                      dry_run=args.dry_run)
     plan.allow_node_local = args.allow_node_local
     console.print(describe(plan) if args.dry_run else describe(plan).splitlines()[0],
                   markup=False, highlight=False)
@@ -78,6 +96,25 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     return 0 if summary is None or summary.status_counts.get("error", 0) == 0 else 1
 
 
+def _scores(args: argparse.Namespace, console: Console) -> int:
+    from coretune.search_spaces.schema import load_spec
+    from coretune.spec import DataSpec, DynamicsSpec
+
+    spec = load_spec(args.spec, args.overrides) if args.spec else None
+    recipe = spec.dynamics if spec else DynamicsSpec()
+    dataset = next((d for d in (spec.datasets if spec else []) if d.name == args.dataset),
+                   DataSpec(name=args.dataset))
+    from coretune.driver.plan import default_cache_dir
+    from coretune.driver.scores import export_scores
+    from coretune.train.data import check_data_spec
+
+    check_data_spec(dataset)  # a named error for an unknown dataset or split
+    for path in export_scores(args.dir, dataset, recipe, args.score,
+                              args.cache or default_cache_dir(), args.data_root, args.format):
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # a pipe or log file gets rich's 80-column default; leaderboards read better wider
@@ -86,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args, console)
+        if args.command == "scores":
+            return _scores(args, console)
         from coretune.reports.leaderboard import write_report
 
         write_report(args.dir, console)

@@ -96,14 +96,22 @@ class RecipeSpec(Frozen):
 
 
 class DynamicsSpec(RecipeSpec):
-    """A recorded run whose per-sample training dynamics (AUM, forgetting, EL2N) score data.
+    """Recorded proxy runs whose training dynamics score the data (AUM, forgetting, EL2N,
+    GraNd, uncertainty) and whose outputs, features and gradients feed the selectors.
 
     ``label_source`` is ``ground_truth`` or the name of an artifact kind that provides
-    per-sample integer labels (e.g. pseudo-labels); ``el2n_epoch`` None means 10 % of training.
+    per-sample integer labels (e.g. pseudo-labels). ``runs`` proxy runs (seeds ``seed``,
+    ``seed + 1``, …) are averaged, as EL2N and GraNd average over initialisations (Paul et
+    al. 2021 use 10). ``el2n_epoch`` is when EL2N and GraNd are taken (None: 10 % of
+    training). ``outputs`` says where the per-epoch outputs come from: each sample's
+    training forward pass (free) or an extra eval-mode pass over the training split per
+    epoch.
     """
 
     label_source: str = "ground_truth"
     el2n_epoch: int | None = Field(None, ge=1)
+    runs: int = Field(1, ge=1, le=100)
+    outputs: Literal["train_pass", "eval"] = "train_pass"
 
 
 LABEL_METRICS = ("acc", "top5", "nll", "ece")

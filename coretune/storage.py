@@ -41,8 +41,9 @@ class Location:
     """A directory on some filesystem; paths below it are '/'-separated and relative."""
 
     def __init__(self, uri: str | os.PathLike):
-        self.uri = os.fspath(uri)
         self.fs, self.base = resolve(uri)
+        # a relative local path is made absolute now: Ray workers run in other directories
+        self.uri = os.fspath(uri) if "://" in os.fspath(uri) else self.base
 
     def __repr__(self) -> str:
         return f"Location({self.uri!r})"

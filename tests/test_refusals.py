@@ -28,7 +28,7 @@ SPEC_CASES = [  # (old, new, what the one-line message must contain)
     ("archs: mlp", "archs: timm/does_not_exist", "timm has no model"),
     ("archs: mlp", "archs: [{name: mlp, args: {widht: 3}]", "widht"),
     (CCS, "args: {score: aum, strata: 0}", "'strata' should be greater than or equal to 1"),
-    (CCS, "args: {score: bogus}", "'score' should be 'aum', 'forgetting' or 'el2n'"),
+    (CCS, "args: {score: bogus}", "'score' should be 'aum', 'forgetting', 'el2n', 'grand'"),
     (CCS, "args: {score: aum, beta: 1.0}", "'beta' should be less than 1"),
     (CCS, "args: {score: aum}\n    grid: {beta: []}", "grid ['beta'] has no values"),
     ("  - name: random\n", "  - name: random\n    args: {class_balanced: \"false\"}\n",

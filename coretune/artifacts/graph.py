@@ -34,6 +34,11 @@ class BuildContext:
     device: str = "cpu"
     node: Node | None = None
 
+    @property
+    def local(self) -> Mapping[str, Any]:
+        """Machine-local inputs of the node (paths), not part of its key."""
+        return {} if self.node is None else self.node.local
+
 
 @dataclass(frozen=True)
 class ArtifactKind:
@@ -46,6 +51,15 @@ class ArtifactKind:
     context: Callable[[Artifact], Any] | None
     gpu: bool  # wants the sweep's GPU share when built
     module: str  # imported by workers before they look the kind up
+    views: Mapping[str, Callable[[Artifact], Any]] = field(default_factory=dict)
+    local: Callable[[TrialSpec], Mapping[str, Any]] | None = None
+    check: Callable[[Node, ImageDataset], None] | None = None  # at plan time, before Ray
+
+    def view(self, need: str, art: Artifact) -> Any:
+        """What a consumer of ``need`` is handed: the need's own view, the kind's
+        ``context``, or the artifact itself."""
+        fn = self.views.get(need, self.context)
+        return art if fn is None else fn(art)
 
 
 _KINDS: dict[str, ArtifactKind] = {}
@@ -58,10 +72,21 @@ class UnknownKindError(ValueError):
 def register_artifact(kind: str, version: int, *,
                       params: Callable[[TrialSpec], Mapping[str, Any] | None],
                       deps: Callable[[TrialSpec], Mapping[str, str]] | None = None,
-                      provides: Iterable[str] = (),
+                      provides: Iterable[str] | Mapping[str, Callable[[Artifact], Any]] = (),
                       context: Callable[[Artifact], Any] | None = None,
-                      gpu: bool = False) -> Callable:
-    """Register ``compute(ctx: BuildContext) -> Built`` as artifact kind ``kind``."""
+                      gpu: bool = False,
+                      local: Callable[[TrialSpec], Mapping[str, Any]] | None = None,
+                      check: Callable[[Node, ImageDataset], None] | None = None
+                      ) -> Callable:
+    """Register ``compute(ctx: BuildContext) -> Built`` as artifact kind ``kind``.
+
+    ``provides`` names the needs the kind satisfies; as a mapping it gives each need its
+    own view of the artifact (else ``context`` is the view of all). ``local(trial)`` gives
+    machine-local inputs (file paths) handed to the build as ``ctx.local`` but kept out of
+    the key: ``params`` must carry their content (a checksum) instead. ``check(node,
+    dataset)`` validates such inputs when the sweep is planned, before Ray starts.
+    """
+    views = dict(provides) if isinstance(provides, Mapping) else {}
 
     def decorate(fn: Callable[[BuildContext], Built]) -> Callable[[BuildContext], Built]:
         if kind in _KINDS and _KINDS[kind].compute is not fn:
@@ -72,7 +97,8 @@ def register_artifact(kind: str, version: int, *,
             if other is not None:
                 raise ValueError(f"need {need!r} is already provided by kind {other.name!r}")
         _KINDS[kind] = ArtifactKind(kind, int(version), fn, params, deps or (lambda t: {}),
-                                    frozenset(provides), context, gpu, fn.__module__)
+                                    frozenset(provides), context, gpu, fn.__module__, views,
+                                    local, check)
         from coretune.selectors.base import register_need
 
         for need in provides:
@@ -113,6 +139,7 @@ class Node:
     dataset: DataSpec
     fingerprint: str
     key: str = field(default="", compare=False)
+    local: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         version = get_kind(self.kind).version
@@ -147,7 +174,8 @@ def node_for(kind: str, trial: TrialSpec, fingerprint: str) -> Node:
         raise UnknownKindError(f"trial does not configure artifact kind {kind!r}")
     deps = tuple(sorted((name, node_for(dep_kind, trial, fingerprint))
                         for name, dep_kind in info.deps(trial).items()))
-    return Node(kind, dict(params), deps, trial.dataset, fingerprint)
+    local = dict(info.local(trial)) if info.local is not None else {}
+    return Node(kind, dict(params), deps, trial.dataset, fingerprint, local=local)
 
 
 def need_nodes(needs: Iterable[str], trial: TrialSpec, fingerprint: str) -> dict[str, Node]:

@@ -21,8 +21,14 @@ from coretune.spec import TrialSpec
 
 
 def selection_params(trial: TrialSpec) -> Mapping[str, Any]:
-    return {"selector": trial.selector, "args": trial.selector_args, "ratio": trial.ratio,
-            "seed": trial.seed}
+    """The selector, its arguments (a score file by its content, never its path), the
+    ratio and the seed."""
+    args = dict(trial.selector_args)
+    if args.get("score_file"):
+        from coretune.artifacts.external_scores import file_digest
+
+        args["score_file"] = "sha256:" + file_digest(args["score_file"])
+    return {"selector": trial.selector, "args": args, "ratio": trial.ratio, "seed": trial.seed}
 
 
 def selector_needs(trial: TrialSpec) -> frozenset[str]:
@@ -36,8 +42,7 @@ def selection_deps(trial: TrialSpec) -> dict[str, str]:
 
 def consumer_view(need: str, art: Artifact) -> Any:
     """What a selector or label source is handed for ``need``: the kind's ``context``."""
-    kind = provider_of(need)
-    return kind.context(art) if kind.context is not None else art
+    return provider_of(need).view(need, art)
 
 
 def selection_context(ctx: BuildContext) -> SelectionContext:
@@ -51,7 +56,7 @@ def selection_context(ctx: BuildContext) -> SelectionContext:
                                        artifacts)
 
 
-@register_artifact("selection", version=1, params=selection_params, deps=selection_deps,
+@register_artifact("selection", version=2, params=selection_params, deps=selection_deps,
                    provides={"selection"})
 def build_selection(ctx: BuildContext) -> Built:
     """Run the selector under its contract (exactly the budget, unique, in range)."""

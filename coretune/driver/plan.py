@@ -11,10 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coretune.artifacts.graph import Node, need_nodes, node_for
+from coretune.artifacts.graph import Node, get_kind, need_nodes, node_for
 from coretune.artifacts.store import ArtifactStore
 from coretune.reports.results import ResultsStore
-from coretune.search_spaces import DEMO_SPEC
 from coretune.search_spaces.schema import SweepSpec, expand, load_spec
 from coretune.selectors import get_selector
 from coretune.spec import DataSpec, TrialSpec, canonical_json
@@ -72,6 +71,7 @@ class Plan:
     nodes: list[Node] = field(default_factory=list)  # dependencies first
     cached: set[str] = field(default_factory=set)
     allow_node_local: bool = False  # cluster storage check waived (every node mounts it)
+    notes: list[str] = field(default_factory=list)  # what a dry run let pass
 
     @property
     def missing(self) -> list[Node]:
@@ -142,17 +142,26 @@ def plan_trial(trial: TrialSpec, dkey: str, fingerprint: str) -> PlannedTrial:
 
 def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path | None = None,
                data_root: str | None = None, download: bool = False,
-               cluster: bool = False) -> Plan:
-    """Validate everything a sweep needs without writing anything or starting Ray."""
+               cluster: bool = False, dry_run: bool = False) -> Plan:
+    """Validate everything a sweep needs without writing anything or starting Ray.
+
+    A dry run plans a sweep meant for bigger machines too: resources this machine lacks
+    are a note in the plan, not a refusal."""
     if not isinstance(spec, SweepSpec):
-        spec = load_spec(DEMO_SPEC if str(spec) == "demo" else spec)
+        spec = load_spec(spec)
     out, cache = str(out), str(cache or default_cache_dir())
     _check_dir("--out", out)
     _check_dir("--cache", cache)
     if cluster:
         check_shared(cache, out)
-    else:
-        check_resources(spec, local_resources(), "this machine")
+    notes = []
+    if not cluster:
+        try:
+            check_resources(spec, local_resources(), "this machine")
+        except ValueError as err:
+            if not dry_run:
+                raise
+            notes.append(f"note: {err} (a dry run plans it anyway)")
     trials = expand(spec)
     root = data_root or spec.data_root
     datasets = {data_key(d): load_dataset(d, root, download) for d in spec.datasets}
@@ -169,13 +178,18 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     todo = [p for p in planned if p.trial_id not in done]
     store = ArtifactStore(cache)
     plan = Plan(spec, results, store, datasets, todo, len(planned) - len(todo),
-                groups=group_trials(todo, spec.students_per_trial))
+                groups=group_trials(todo, spec.students_per_trial), notes=notes)
     nodes: dict[str, Node] = {}
     for p in todo:
         for root_node in (p.selection, *p.label_nodes.values()):
             for node in root_node.walk():
                 nodes.setdefault(node.key, node)
     plan.nodes = list(nodes.values())
+    by_fingerprint = {ds.fingerprint: ds for ds in datasets.values()}
+    for node in plan.nodes:  # machine-local inputs (score files, weights) checked now
+        check = get_kind(node.kind).check
+        if check is not None:
+            check(node, by_fingerprint[node.fingerprint])
     for node in plan.nodes:
         if store.exists(node.key):
             store.load(node.key)  # verifies checksums: a corrupt cache fails here
@@ -189,7 +203,7 @@ def describe(plan: Plan) -> str:
     lines = [f"sweep {plan.spec.name}: {total} trials ({len(plan.trials)} to run, "
              f"{plan.skipped} already ok) in {len(plan.groups)} Tune trials",
              f"artifacts: {len(plan.nodes)} needed, {len(plan.cached)} cached, "
-             f"{len(plan.missing)} to build"]
+             f"{len(plan.missing)} to build", *plan.notes]
     for node in plan.nodes:
         mark = "cached" if node.key in plan.cached else "build"
         deps = ", ".join(f"{n}={d.key}" for n, d in node.deps)

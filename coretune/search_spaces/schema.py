@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib
 import itertools
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from coretune.selectors import get_selector
@@ -231,6 +231,17 @@ class SweepSpec(Frozen):
         return v
 
     @model_validator(mode="after")
+    def _validation_split(self) -> SweepSpec:
+        """Selectors that read validation signals (CLD) need a held-out split."""
+        for i, sel in enumerate(self.selectors):
+            if get_selector(sel.name).needs_validation:
+                bad = [d.name for d in self.datasets if d.val_fraction <= 0]
+                if bad:
+                    raise ValueError(f"selectors.{i}: {sel.name!r} needs a validation split; "
+                                     f"set val_fraction > 0 for dataset(s) {bad}")
+        return self
+
+    @model_validator(mode="after")
     def _metric(self) -> SweepSpec:
         if not METRIC.match(self.metric):
             raise ValueError(f"metric must be <test|val>_<acc|top5|nll|ece>, got {self.metric!r}")
@@ -281,34 +292,13 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
         raise SpecError(_format_error(err, source)) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a mapping that repeats a key (YAML says keys are unique;
-    PyYAML would keep the last silently)."""
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read and validate a YAML search space (a path or a packaged space's name), with its
+    ``include:`` files and ``--set`` overrides (see :mod:`coretune.search_spaces.files`)."""
+    from coretune.search_spaces.files import apply_overrides, read_with_includes, resolve_spec_path
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise SpecError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a YAML search space."""
-    path = Path(path)
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
-    except FileNotFoundError:
-        raise SpecError(f"search space file not found: {path}") from None
-    except IsADirectoryError:
-        raise SpecError(f"search space {path} is a directory, not a YAML file") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as err:
-        raise SpecError(f"search space {path} is not valid YAML: "
-                        f"{' '.join(str(err).split())}") from None
-    except SpecError as err:
-        raise SpecError(f"search space {path}: {err}") from None
+    path = resolve_spec_path(path)
+    data = apply_overrides(read_with_includes(path), overrides)
     return parse_spec(data, str(path))
 
 

@@ -16,27 +16,40 @@ from typing import Any, Literal, get_type_hints
 import numpy as np
 from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
 
-#: Artifacts a selector may declare it needs: the built-in ones, plus every need an
-#: artifact kind registers as provided (see :func:`register_need`).
+#: Artifacts a selector may declare it needs: the built-in ones (fields of the context),
+#: the proxy signals of :mod:`coretune.selectors.proxies` (read with ``ctx.artifact``), plus
+#: every need an artifact kind registers as provided (see :func:`register_need`).
 BUILTIN_NEEDS = ("labels", "scores", "embeddings", "knn", "pseudo_labels")
-NEEDS: set[str] = set(BUILTIN_NEEDS)
+PROXY_NEEDS = ("features", "outputs", "grad_embed", "external_scores")
+#: needs of the label-free pipeline (ELFS): encoder embeddings, their k-NN graph, clustering
+#: pseudo-labels, training dynamics on those pseudo-labels, and the β search's choice
+LABEL_FREE_NEEDS = ("pseudo_scores", "beta_search")
+NEEDS: set[str] = set(BUILTIN_NEEDS) | set(PROXY_NEEDS) | set(LABEL_FREE_NEEDS)
+#: what carries ground truth: the labels, and every signal of a proxy run trained on them
+#: (a label-free selector gets training dynamics only through ``pseudo_scores``)
+SUPERVISED_NEEDS = frozenset({"labels", "scores", "outputs", "features", "grad_embed"})
 
 
 def register_need(name: str) -> None:
     """Let selectors declare ``name`` (called when an artifact kind provides it)."""
     NEEDS.add(name)
 
-#: The per-sample difficulty scores a training-dynamics artifact holds.
-DynamicsScore = Literal["aum", "forgetting", "el2n"]
+#: The per-sample difficulty scores a training-dynamics (proxy-run) artifact holds.
+DynamicsScore = Literal["aum", "forgetting", "el2n", "grand", "entropy", "margin",
+                        "least_confidence"]
 
-#: Orientation of training-dynamics scores: True if a higher raw value means harder.
+#: Orientation of each score: True if a higher raw value means a harder sample.
 #: AUM (Pleiss et al. 2020) is low for hard/mislabelled samples; forgetting counts
-#: (Toneva et al. 2019) and EL2N (Paul et al. 2021) are high for hard samples.
+#: (Toneva et al. 2019), EL2N and GraNd (Paul et al. 2021) are high for hard samples;
+#: of the uncertainty scores (Coleman et al. 2020), entropy and least confidence
+#: (1 − max p) are high and the margin (p₁ − p₂) is low for uncertain ones.
 HIGHER_IS_HARDER: dict[str, bool] = {
     "aum": False,
     "forgetting": True,
     "el2n": True,
+    "grand": True,
     "entropy": True,
+    "least_confidence": True,
     "margin": False,
 }
 
@@ -79,6 +92,7 @@ class SelectionContext:
     knn_: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     pseudo_labels_: np.ndarray | None = field(default=None, repr=False)
     extras_: Mapping[str, Any] | None = field(default=None, repr=False)
+    stream: tuple[int, ...] = ()  # sub-stream of the seed (one per class of a balanced run)
 
     @classmethod
     def from_needs(cls, num_samples: int, num_classes: int, seed: int,
@@ -155,7 +169,31 @@ class SelectionContext:
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         """A fresh generator determined by the context's seed (and an optional salt)."""
-        return np.random.default_rng([self.seed, salt])
+        return np.random.default_rng([self.seed, *self.stream, salt])
+
+    def subset(self, positions: np.ndarray, stream: int) -> SelectionContext:
+        """The context restricted to samples ``positions`` (renumbered 0..n−1), on its own
+        random sub-stream. kNN lists keep the neighbours inside the subset (renumbered) and
+        mark the others −1 with distance +inf."""
+        from coretune.selectors.proxies import subset_view
+
+        pos = np.asarray(positions, dtype=np.int64)
+        n = self.num_samples
+        cut = lambda a: None if a is None else a[pos]  # noqa: E731
+        knn = None
+        if self.knn_ is not None:
+            new_id = np.full(n, -1, dtype=np.int64)
+            new_id[pos] = np.arange(pos.size)
+            idx, dist = self.knn_[0][pos], np.asarray(self.knn_[1][pos], dtype=np.float64)
+            mapped = np.where(idx >= 0, new_id[np.maximum(idx, 0)], -1)
+            knn = (mapped, np.where(mapped >= 0, dist, np.inf))
+        scores = None if self.scores_ is None else {k: np.asarray(v)[pos]
+                                                     for k, v in self.scores_.items()}
+        extras = None if self.extras_ is None else {
+            k: subset_view(v, pos, n) for k, v in self.extras_.items()}
+        return SelectionContext(pos.size, self.num_classes, self.seed, cut(self.labels_),
+                                scores, cut(self.embeddings_), knn, cut(self.pseudo_labels_),
+                                extras, (*self.stream, int(stream)))
 
 
 SelectorFn = Callable[..., Selection | np.ndarray]
@@ -172,16 +210,29 @@ class SelectorInfo:
     needs_spec: NeedsSpec
     label_free: bool
     paper: str
+    balanced_default: bool = False
+    needs_validation: bool = False  # its proxies need the dataset's validation split
+
+    def class_balanced(self, args: Mapping[str, Any] | None = None) -> bool:
+        """Whether ``args`` ask for per-class budgets (else the selector's default):
+        :func:`select` then runs the selector once per class on that class's slice."""
+        return bool((args or {}).get("class_balanced", self.balanced_default))
 
     def needs(self, args: Mapping[str, Any] | None = None) -> frozenset[str]:
-        """Artifacts this selector needs under ``args``."""
+        """Artifacts this selector needs under ``args`` (labels too if class-balanced)."""
         spec = self.needs_spec
         needs = frozenset(spec(dict(args or {})) if callable(spec) else spec)
+        if self.class_balanced(args):
+            needs |= {"labels"}
         unknown = needs - NEEDS
         if unknown:
             raise ValueError(f"selector {self.name!r} declares unknown needs {sorted(unknown)}")
         if self.label_free and "labels" in needs:
             raise ValueError(f"label-free selector {self.name!r} may not need labels")
+        supervised = needs & SUPERVISED_NEEDS
+        if self.label_free and supervised:
+            raise ValueError(f"label-free selector {self.name!r} may not need "
+                             f"{sorted(supervised)}: they are computed from ground-truth labels")
         return needs
 
     def parameters(self) -> dict[str, inspect.Parameter]:
@@ -195,7 +246,7 @@ class SelectorInfo:
 
         Raises :class:`SelectorArgumentError` naming the argument and the bad value.
         """
-        accepted = self.parameters()
+        accepted = {**self.parameters(), "class_balanced": None}
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
                         for p in inspect.signature(self.fn).parameters.values())
         unknown = [] if takes_any else sorted(set(args) - set(accepted))
@@ -220,6 +271,7 @@ class SelectorInfo:
             hints = get_type_hints(self.fn, include_extras=True)
             fields = {name: (hints.get(name, Any), p.default)
                       for name, p in self.parameters().items()}
+            fields["class_balanced"] = (bool, self.balanced_default)
             model = create_model(f"{self.name}_args", __config__=ConfigDict(
                 strict=True, allow_inf_nan=False, extra="allow"), **fields)
             _SCHEMAS[self.name] = TypeAdapter(model)
@@ -231,19 +283,27 @@ _REGISTRY: dict[str, SelectorInfo] = {}
 
 
 def register_selector(
-    name: str, *, needs: NeedsSpec = (), label_free: bool = False, paper: str = ""
+    name: str, *, needs: NeedsSpec = (), label_free: bool = False, paper: str = "",
+    class_balanced: bool = False, needs_validation: bool = False,
 ) -> Callable[[SelectorFn], SelectorFn]:
     """Register ``fn(ctx, budget, **args) -> Selection`` under ``name``.
 
     ``needs`` is an iterable of artifact names from :data:`NEEDS`, or a function of the
     selector's arguments returning one. ``label_free`` selectors may not need labels.
+    Every selector takes ``class_balanced`` (default ``class_balanced``): per-class budgets,
+    the selector run on each class alone (see :func:`select`). ``needs_validation``:
+    the selector reads validation-split signals (the spec must hold out a split).
     """
 
     def decorate(fn: SelectorFn) -> SelectorFn:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"selector {name!r} is already registered")
+        if "class_balanced" in inspect.signature(fn).parameters:
+            raise ValueError(f"selector {name!r}: class_balanced is handled by select(); "
+                             "set register_selector(class_balanced=...) for its default")
         info = SelectorInfo(name=name, fn=fn, needs_spec=needs, label_free=label_free,
-                            paper=paper)
+                            paper=paper, balanced_default=class_balanced,
+                            needs_validation=needs_validation)
         info.needs({})  # fail at import time on a bad declaration
         _REGISTRY[name] = info
         return fn
@@ -278,7 +338,9 @@ def select(name: str, ctx: SelectionContext, budget: int, **args: Any) -> Select
 
     Artifacts the selector did not declare (under ``args``) are withheld from it, so reading
     one raises :class:`MissingArtifactError` whatever the caller put in ``ctx``; in particular
-    label-free selectors never see labels. The returned indices are sorted int64; weights (if
+    label-free selectors never see labels. With ``class_balanced`` the budget is split over
+    the classes as evenly as their sizes allow (:func:`balanced_quotas`) and the selector runs
+    on each class's slice of the context. The returned indices are sorted int64; weights (if
     any) are reordered to match.
     """
     info = get_selector(name)
@@ -290,7 +352,42 @@ def select(name: str, ctx: SelectionContext, budget: int, **args: Any) -> Select
     needs = info.needs(args)
     withheld: dict[str, Any] = {f"{a}_": None for a in set(BUILTIN_NEEDS) - needs}
     withheld["extras_"] = {k: v for k, v in (ctx.extras_ or {}).items() if k in needs} or None
-    out = info.fn(dataclasses.replace(ctx, **withheld), int(budget), **args)
+    ctx = dataclasses.replace(ctx, **withheld)
+    balanced = info.class_balanced(args)
+    args = {k: v for k, v in args.items() if k != "class_balanced"}
+    if balanced:
+        idx, weights = _per_class(info, ctx, int(budget), args)
+    else:
+        idx, weights = _checked(info, ctx, int(budget), args)
+    order = np.argsort(idx, kind="stable")
+    return Selection(indices=idx[order], weights=None if weights is None else weights[order])
+
+
+def _per_class(info: SelectorInfo, ctx: SelectionContext, budget: int, args: dict
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run the selector on each class alone with its share of the budget."""
+    from coretune.selectors.random_sampling import balanced_quotas
+
+    classes, inverse = np.unique(ctx.labels, return_inverse=True)
+    inverse = inverse.ravel()
+    quotas = balanced_quotas(np.bincount(inverse, minlength=classes.size), budget,
+                             ctx.rng(0x5EED))
+    parts: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for c in np.flatnonzero(quotas):  # one call per class, not per sample
+        members = np.flatnonzero(inverse == c)
+        idx, w = _checked(info, ctx.subset(members, int(classes[c])), int(quotas[c]), args)
+        parts.append((members[idx], w))
+    idx = np.concatenate([p[0] for p in parts])
+    if all(p[1] is None for p in parts):
+        return idx, None
+    return idx, np.concatenate([np.ones(p[0].size) if p[1] is None else p[1] for p in parts])
+
+
+def _checked(info: SelectorInfo, ctx: SelectionContext, budget: int, args: dict
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """One call of the selector function, its output checked against the contract."""
+    name = info.name
+    out = info.fn(ctx, budget, **args)
     sel = out if isinstance(out, Selection) else Selection(np.asarray(out))
     raw = np.asarray(sel.indices)
     if not np.issubdtype(raw.dtype, np.integer):
@@ -303,12 +400,13 @@ def select(name: str, ctx: SelectionContext, budget: int, **args: Any) -> Select
         )
     if idx.min() < 0 or idx.max() >= ctx.num_samples:
         raise RuntimeError(f"selector {name!r} returned indices outside [0, {ctx.num_samples})")
-    order = np.argsort(idx, kind="stable")
     weights = None
     if sel.weights is not None:
         weights = np.asarray(sel.weights, dtype=np.float64).ravel()
         if weights.size != idx.size:
             raise RuntimeError(f"selector {name!r} returned {weights.size} weights for "
                                f"{idx.size} indices")
-        weights = weights[order]
-    return Selection(indices=idx[order], weights=weights)
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise RuntimeError(f"selector {name!r} returned weights that are negative or "
+                               "not finite")
+    return idx, weights

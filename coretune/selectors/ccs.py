@@ -22,6 +22,7 @@ from coretune.selectors.base import (
     register_selector,
 )
 from coretune.selectors.random_sampling import take_per_group
+from coretune.selectors.scores import sampler_difficulty, score_needs
 
 
 def ccs_stratum_quotas(stratum_sizes: np.ndarray, budget: int) -> np.ndarray:
@@ -57,26 +58,24 @@ def equal_width_strata(values: np.ndarray, strata: int) -> np.ndarray:
     return np.clip(ids, 0, strata - 1)
 
 
-@register_selector("ccs", needs={"scores"},
+@register_selector("ccs", needs=score_needs,
                    paper="Zheng et al., Coverage-centric Coreset Selection for High Pruning "
                          "Rates, ICLR 2023")
 def ccs(ctx: SelectionContext, budget: int, score: DynamicsScore = "aum",
+        score_file: str | None = None,
         beta: Annotated[float, Interval(ge=0.0, lt=1.0)] = 0.0,
         strata: Annotated[int, Ge(1)] = 50) -> Selection:
     """CCS on difficulty ``score`` (Algorithm 1): prune the ⌊βN⌋ hardest, then stratify.
 
     The hard cutoff never leaves fewer than ``budget`` samples (it is capped at N − budget);
-    samples are drawn uniformly at random within each stratum.
+    samples are drawn uniformly at random within each stratum. Time O(N log N).
     """
     if not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
         raise SelectorArgumentError(f"ccs: beta must be in [0, 1), got {beta!r}")
     if isinstance(strata, bool) or not isinstance(strata, numbers.Integral) or strata < 1:
         raise SelectorArgumentError(f"ccs: strata must be an integer >= 1, got {strata!r}")
     strata = int(strata)
-    difficulty = ctx.difficulty(score)
-    if not np.isfinite(difficulty).all():
-        raise ValueError(f"ccs: {int((~np.isfinite(difficulty)).sum())} {score!r} scores "
-                         "are not finite")
+    difficulty = sampler_difficulty(ctx, score, score_file)
     rng = ctx.rng()
     n = difficulty.size
     n_pruned = min(int(np.floor(beta * n)), n - budget)

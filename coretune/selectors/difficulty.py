@@ -7,32 +7,8 @@ these selectors are supervised (``label_free=False``) even though they read only
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
-import numpy as np
-
-from coretune.selectors.base import (
-    Selection,
-    SelectionContext,
-    SelectorArgumentError,
-    register_selector,
-)
-
-Keep = Literal["hardest", "easiest"]
-KEEP = get_args(Keep)
-
-
-def rank_by_difficulty(difficulty: np.ndarray, budget: int, keep: str,
-                       rng: np.random.Generator) -> np.ndarray:
-    """Indices of the ``budget`` hardest (or easiest) samples; ties broken at random by ``rng``."""
-    if keep not in KEEP:
-        raise SelectorArgumentError(f"keep must be one of {KEEP}, got {keep!r}")
-    d = np.asarray(difficulty, dtype=np.float64)
-    if not np.isfinite(d).all():
-        raise ValueError(f"{int((~np.isfinite(d)).sum())} difficulty scores are not finite")
-    primary = -d if keep == "hardest" else d
-    order = np.lexsort((rng.random(d.size), primary))  # the last key is the primary one
-    return order[:budget]
+from coretune.selectors.base import Selection, SelectionContext, register_selector
+from coretune.selectors.scores import Keep, rank_by_difficulty
 
 
 @register_selector("forgetting", needs={"scores"},

@@ -2,7 +2,8 @@
 
 The soft-label paper's strongest baseline: random coresets with teacher soft labels match
 or beat the elaborate selectors at small ratios. Without ``class_balanced`` the selector
-needs nothing (not even labels); with it, it needs labels.
+needs nothing (not even labels); with it (handled for every selector by ``select``), it
+needs labels, and :func:`balanced_quotas` splits the budget over the classes.
 """
 
 from __future__ import annotations
@@ -48,15 +49,7 @@ def take_per_group(groups: np.ndarray, quotas: np.ndarray,
     return order[rank < quotas[groups[order]]]
 
 
-@register_selector("random", needs=lambda a: {"labels"} if a.get("class_balanced") else set(),
-                   paper="uniform random sampling (baseline of every coreset paper)")
-def random_selection(ctx: SelectionContext, budget: int, class_balanced: bool = False
-                     ) -> Selection:
-    """Uniform random subset of size ``budget``; per-class quotas if ``class_balanced``."""
-    rng = ctx.rng()
-    if not class_balanced:
-        return Selection(rng.choice(ctx.num_samples, budget, replace=False))
-    classes, inverse = np.unique(ctx.labels, return_inverse=True)
-    inverse = inverse.ravel()
-    quotas = balanced_quotas(np.bincount(inverse, minlength=classes.size), budget, rng)
-    return Selection(take_per_group(inverse, quotas, rng))
+@register_selector("random", paper="uniform random sampling (baseline of every coreset paper)")
+def random_selection(ctx: SelectionContext, budget: int) -> Selection:
+    """Uniform random subset of size ``budget`` (per-class quotas with ``class_balanced``)."""
+    return Selection(ctx.rng().choice(ctx.num_samples, budget, replace=False))

@@ -40,6 +40,23 @@ def predict_logits(model: nn.Module, data: DeviceData | Callable, images: torch.
     return torch.cat(out)
 
 
+@torch.no_grad()
+def predict_with_features(model: nn.Module, data: DeviceData | Callable, images: torch.Tensor,
+                          batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode float32 (logits, penultimate features): the classifier layer's output and
+    its input (:func:`~coretune.train.models.classifier_layer`), from one forward pass."""
+    from coretune.train.models import classifier_layer
+
+    captured: list[torch.Tensor] = []
+    hook = classifier_layer(model).register_forward_pre_hook(
+        lambda _m, inputs: captured.append(inputs[0].detach().flatten(1).float()))
+    try:
+        logits = predict_logits(model, data, images, batch_size)
+    finally:
+        hook.remove()
+    return logits, torch.cat(captured)
+
+
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15,
                            prefix: str = "test") -> dict:
     """Accuracy, top-5 accuracy, NLL and expected calibration error (Guo et al. 2017, Eq. 3)."""

@@ -95,9 +95,12 @@ def init_model(arch: str, args: dict, input_shape: tuple[int, int, int], num_cla
 
 def plan_steps(n: int, optim: OptimizerSpec, budget: BudgetSpec
                ) -> tuple[int, int, int, list[int]]:
-    """(batch size, steps per epoch, total steps, epochs after which to report)."""
+    """(batch size, steps per epoch, total steps, epochs after which to report).
+
+    An epoch's last batch never holds a single sample (BatchNorm cannot train on one):
+    when ``n % batch_size == 1`` that sample joins the batch before it."""
     bs = max(1, min(optim.batch_size, n))
-    spe = math.ceil(n / bs)
+    spe = math.ceil(n / bs) - (1 if n > 1 and n % bs == 1 else 0)
     total = budget.value * spe if budget.unit == "epochs" else budget.value
     n_epochs = math.ceil(total / spe)
     n_reports = max(1, min(n_epochs, budget.max_reports))
@@ -160,7 +163,7 @@ def train_steps(
     dev = data.device
     aug = augment if augment is not None else data.augment
     rng = rng or RngState(seed, dev)
-    np_idx = np.asarray(indices, dtype=np.int64)
+    np_idx = np.array(indices, dtype=np.int64)  # a writable copy (torch shares its memory)
     sel = torch.as_tensor(np_idx, device=dev)
     n = sel.numel()
     w_all = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
@@ -187,7 +190,7 @@ def train_steps(
                 for b in range(spe):
                     if step >= total:
                         break
-                    pos = perm[b * bs:(b + 1) * bs]
+                    pos = perm[b * bs:(b + 1) * bs if b < spe - 1 else n]
                     idx = sel[pos]
                     x = data.train_x[idx]
                     if aug.pad or aug.flip:

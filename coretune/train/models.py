@@ -60,6 +60,18 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     return _MODELS[name](tuple(input_shape), num_classes, **dict(args or {}))
 
 
+def classifier_layer(model: nn.Module) -> nn.Linear:
+    """The last linear layer (the classifier head) of ``model``: timm's ``get_classifier()``,
+    else the last ``nn.Linear`` it holds. Its input is the penultimate feature vector."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear):
+        return head
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear classifier layer")
+    return linears[-1]
+
+
 @register_model("mlp")
 def mlp(input_shape: tuple[int, int, int], num_classes: int,
         hidden: int | Sequence[int] = (256, 256), batchnorm: bool = True) -> nn.Module:

@@ -39,15 +39,59 @@ def test_el2n_taken_at_the_requested_epoch(data):
     n = len(data.train_y)
     rec = DynamicsRecorder(data, data.train_y, num_epochs=5, el2n_epoch=2)
 
-    class Uniform(torch.nn.Module):
-        def forward(self, x):
-            return torch.zeros(x.shape[0], 10)
-
-    rec.on_epoch_end(0, Uniform())
+    uniform = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    torch.nn.init.zeros_(uniform[1].weight)
+    torch.nn.init.zeros_(uniform[1].bias)
+    rec.on_epoch_end(0, uniform)
     assert np.isnan(rec.scores()["el2n"]).all()
-    rec.on_epoch_end(1, Uniform())
+    rec.on_epoch_end(1, uniform)
     # uniform prediction over 10 classes: ||p - onehot||² = 0.9² + 9·0.1² = 0.9
     assert rec.scores()["el2n"] == pytest.approx(np.full(n, np.sqrt(0.9)), rel=1e-5)
+    # GraNd's last-layer gradient norm: ||p − y||·sqrt(1 + ||h||²), h the flattened image
+    h = data.normalize(data.train_x).flatten(1)
+    ref = np.sqrt(0.9) * np.sqrt(1 + (h * h).sum(1).numpy())
+    assert rec.scores()["grand"] == pytest.approx(ref, rel=1e-4)
+
+
+def test_grand_and_gradient_embedding_equal_autograd_per_sample_gradients():
+    """The recorded GraNd and the closed-form embeddings of a real proxy model against one
+    backward pass per sample through the model's own head."""
+    from coretune.artifacts.dynamics import grad_embed_of
+    from coretune.artifacts.store import ArtifactStore
+    from coretune.train.models import classifier_layer
+
+    ds = load_dataset("digits")
+    recipe = DynamicsSpec(arch="mlp", optimizer=OptimizerSpec(lr=0.05, batch_size=64),
+                          budget=BudgetSpec(unit="epochs", value=3), el2n_epoch=3)
+    data = to_device(ds)
+    targets = torch.as_tensor(ds.train_y)
+    rec = DynamicsRecorder(data, targets, 3, 3)
+    from coretune.artifacts.teacher import train_full
+    from coretune.train.loop import Hooks
+
+    model, _ = train_full(data, recipe, Hooks(rec.on_batch, rec.on_epoch_end), targets)
+    rec.finish(model)
+    model.eval()
+    head = classifier_layer(model)
+    grads = []
+    for i in range(0, 40):
+        model.zero_grad()
+        x = data.normalize(data.train_x[i:i + 1])
+        torch.nn.functional.cross_entropy(model(x), targets[i:i + 1]).backward()
+        grads.append(torch.cat([head.bias.grad.flatten(), head.weight.grad.flatten()]).clone())
+    ref = torch.stack(grads).double().numpy()
+    # EL2N and GraNd were taken after epoch 3, i.e. from the final model here
+    assert rec.scores()["grand"][:40] == pytest.approx(np.linalg.norm(ref, axis=1), rel=1e-4)
+
+    built = record_dynamics(ds, recipe)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        art, _ = ArtifactStore(root).build_once("dynamics-test", lambda: built)
+        g = grad_embed_of(art)
+    # the stored features are float16, hence the tolerance
+    assert np.allclose(g.dense(np.arange(40)), ref, rtol=2e-2, atol=2e-3)
+    assert built.arrays["grand"][:40] == pytest.approx(np.linalg.norm(ref, axis=1), rel=1e-4)
 
 
 def test_recorded_run_scores_mislabelled_samples_as_hard():

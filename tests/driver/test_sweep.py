@@ -189,3 +189,53 @@ def test_keys_do_not_depend_on_where_the_data_lives(tmp_path, write_spec):
     idx(moved / "t10k-labels-idx1-ubyte.gz", (np.arange(50) + 1) % 10)  # changed data
     c = plan_sweep(spec, tmp_path / "o", tmp_path / "c", data_root=str(moved))
     assert not {n.key for n in c.nodes} & {n.key for n in a.nodes}
+
+
+def test_library_selectors_in_a_sweep_and_weights_reach_the_loss(ray_session, tmp_path,
+                                                                   write_spec, monkeypatch):
+    """CRAIG and GradMatch coresets carry weights through the store into the trial's
+    weighted loss: the sweep's students equal offline training with those weights and
+    differ from training on the same indices unweighted. The other proxy-signal selectors
+    (features, per-epoch outputs, validation losses) run in the same sweep, with relative
+    output and cache paths, which Ray's workers (in other directories) must find."""
+    from coretune.spec import DataSpec, TrialSpec
+    from coretune.train.data import to_device
+    from coretune.train.evaluate import split_evaluators
+    from coretune.train.labels import HardLabels
+    from coretune.train.loop import train
+
+    selectors = "".join(f"  - name: {name}\n" for name in
+                        ("craig", "gradmatch", "moderate", "d2", "dual", "cld"))
+    spec = write_spec("library", {
+        "  - name: random\n  - name: ccs\n    args: {score: aum, beta: 0.1}\n": selectors,
+        "datasets: digits": "datasets: [{name: digits, val_fraction: 0.1}]",
+        "ratios: [0.05, 0.2]": "ratios: [0.05]",
+        "  - {mode: smooth, eps: 0.1, smoothing: paper}\n  - {mode: soft, tau: 4.0, lam: 1.0}\n"
+        "  - {mode: kd, tau: 4.0, lam: 0.9}\n": ""})
+    monkeypatch.chdir(tmp_path)  # relative --out and --cache (as `make demo` passes them)
+    summary = run_sweep(spec, "out", cache="cache", quiet=True)
+    results = ResultsStore(str(tmp_path / "out"))
+    trials = results.read("trials").set_index("selector")
+    assert summary.status_counts == {"ok": 6} and len(trials) == 6
+    sel = results.read("selections")
+    weighted = sel[sel["weight"].notna()]
+    assert set(weighted["selector"]) == {"craig", "gradmatch"}
+    ds = load_dataset(DataSpec(name="digits", val_fraction=0.1))
+    data = to_device(ds)
+    for name in ("craig", "gradmatch"):
+        row = trials.loc[name]
+        t = TrialSpec.model_validate({**json.loads(row["trial_spec"]), "sweep": "library"})
+        rows = weighted[weighted["selector"] == name].sort_values("index")
+        idx, w = rows["index"].to_numpy(), rows["weight"].to_numpy()
+        assert len(idx) == row["n_selected"] and (w >= 0).all() and w.std() > 0
+
+        def student(t, idx, weights):
+            from coretune.train.loop import init_model
+
+            model = init_model(t.arch, t.arch_args, ds.input_shape, 10, t.seed, "cpu")
+            return train(model, data, idx, HardLabels(data.train_y), split_evaluators(data),
+                         t.budget, t.optimizer, t.seed, augment=t.augment,
+                         weights=weights).metrics["test_nll"]
+
+        assert student(t, idx, w) == pytest.approx(row["test_nll"], rel=1e-5)
+        assert student(t, idx, None) != pytest.approx(row["test_nll"], rel=1e-3)

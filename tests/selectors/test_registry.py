@@ -18,29 +18,9 @@ from coretune.selectors import (
     select,
 )
 from coretune.selectors.base import _REGISTRY
+from tests.selectors.conftest import K, N, context_for, full_context
 
-N, K = 500, 10
 BUDGETS = [1, 37, N]
-
-
-def full_context(seed: int = 0, n: int = N) -> SelectionContext:
-    """Every artifact present: random labels, scores (forgetting has ties), embeddings, kNN."""
-    rng = np.random.default_rng(123)
-    emb = rng.normal(size=(n, 8))
-    dist = np.linalg.norm(emb[:, None] - emb[None], axis=-1)
-    knn = np.argsort(dist, axis=1)[:, 1:6]
-    return SelectionContext(
-        num_samples=n, num_classes=K, seed=seed, labels_=rng.integers(0, K, n),
-        scores_={"aum": rng.normal(size=n), "forgetting": rng.integers(0, 6, n).astype(float),
-                 "el2n": rng.random(n), "entropy": rng.random(n), "margin": rng.normal(size=n)},
-        embeddings_=emb, knn_=(knn, np.take_along_axis(dist, knn, 1)),
-        pseudo_labels_=rng.integers(0, K, n))
-
-
-def context_for(name: str, seed: int = 0, args: dict | None = None) -> SelectionContext:
-    """A context holding only what ``name`` declares under ``args`` (as the harness builds it)."""
-    full, needs = full_context(seed), get_selector(name).needs(args)
-    return SelectionContext(N, K, seed, **{f"{a}_": getattr(full, f"{a}_") for a in needs})
 
 
 @pytest.fixture

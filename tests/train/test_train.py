@@ -53,6 +53,17 @@ def test_plan_steps_hand_cases():
         3, 1, 7, [1, 2, 3, 4, 5, 6, 7])
 
 
+def test_a_last_batch_of_one_joins_the_batch_before(digits):
+    # 65 samples, batch 32: two steps per epoch (32 and 33), never a batch of 1 (BatchNorm)
+    assert plan_steps(65, OptimConfig(batch_size=32), Budget("epochs", 3, 3))[:3] == (32, 2, 6)
+    sizes: list[int] = []
+    model = init_model("mlp", {}, (1, 8, 8), 10, 0, "cpu")  # BatchNorm1d inside
+    train(model, digits, np.arange(65), _labels(digits), [on_test_split(digits)],
+          Budget("epochs", 3, 3), OptimConfig(batch_size=32), seed=0,
+          hooks=Hooks(on_batch=lambda epoch, idx, logits: sizes.append(idx.numel())))
+    assert sizes == [32, 33] * 3
+
+
 def test_metrics_hand_worked():
     logits = torch.log(torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]]))
     labels = torch.tensor([0, 1, 1])
