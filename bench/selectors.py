@@ -38,43 +38,58 @@ RATIO = 0.1
 BALANCED_AT_SCALE = {"kcenter", "herding"}
 
 
-def synthetic_context(n: int, d: int, k: int, seed: int = 0):
-    """Clustered features (a mean per class), random scores and outputs, gradient errors
-    from softmax(random logits) − onehot; the kNN graph is left to the selectors."""
+def synthetic_context(n: int, d: int, k: int, needs: frozenset[str], seed: int = 0):
+    """What ``needs`` asks for, synthetic: clustered features (a mean per class), random
+    scores and outputs, gradient errors softmax(random logits) − onehot. Selectors that
+    build a kNN graph on the features (d2, sparse kernels) are timed with it; the
+    label-free ones read the knn artifact, built here untimed (k = 10)."""
     from coretune.selectors import SelectionContext
     from coretune.selectors.proxies import GradEmbedding, TrainingOutputs
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n)
-    centres = rng.normal(size=(k, d)).astype(np.float32)
-    feats = centres[labels] + rng.normal(size=(n, d)).astype(np.float32)
-    logits = rng.normal(size=(n, k)).astype(np.float32) * 2
-    logits -= logits.max(axis=1, keepdims=True)
-    np.exp(logits, out=logits)
-    logits /= logits.sum(axis=1, keepdims=True)
-    logits[np.arange(n), labels] -= 1.0  # now p − onehot(y)
-    epochs = 20
-    p_true = np.clip(np.linspace(0.1, 0.9, epochs)[None, :, None]
-                     + 0.1 * rng.standard_normal((1, epochs, n), dtype=np.float32), 0, 1)
-    outputs = TrainingOutputs(p_true.astype(np.float16),
-                              rng.integers(0, k, (1, epochs, n)).astype(np.int16),
-                              np.linspace(2.0, 0.5, epochs)[None])
-    scores = {name: rng.random(n) for name in ("aum", "el2n", "grand", "entropy", "margin",
-                                                "least_confidence")}
-    scores["forgetting"] = rng.integers(0, 10, n).astype(np.float64)
-    return SelectionContext.from_needs(n, k, seed, {
-        "labels": labels, "scores": scores, "features": feats, "outputs": outputs,
-        "grad_embed": GradEmbedding(logits, feats), "external_scores": rng.random(n)})
+    art: dict = {"labels": labels}
+    if needs & {"features", "grad_embed"}:
+        centres = rng.normal(size=(k, d)).astype(np.float32)
+        art["features"] = centres[labels] + rng.standard_normal((n, d), dtype=np.float32)
+    if "grad_embed" in needs:
+        errors = rng.standard_normal((n, k), dtype=np.float32) * 2
+        errors -= errors.max(axis=1, keepdims=True)
+        np.exp(errors, out=errors)
+        errors /= errors.sum(axis=1, keepdims=True)
+        errors[np.arange(n), labels] -= 1.0  # p − onehot(y)
+        art["grad_embed"] = GradEmbedding(errors, art["features"])
+    if "outputs" in needs:
+        epochs = 20
+        p_true = np.clip(np.linspace(0.1, 0.9, epochs, dtype=np.float32)[None, :, None]
+                         + 0.1 * rng.standard_normal((1, epochs, n), dtype=np.float32), 0, 1)
+        art["outputs"] = TrainingOutputs(p_true.astype(np.float16),
+                                         rng.integers(0, k, (1, epochs, n)).astype(np.int16),
+                                         np.linspace(2.0, 0.5, epochs)[None])
+    if "scores" in needs:
+        art["scores"] = {name: rng.random(n) for name in ("aum", "el2n", "grand", "entropy",
+                                                          "margin", "least_confidence")}
+        art["scores"]["forgetting"] = rng.integers(0, 10, n).astype(np.float64)
+    if needs & {"embeddings", "knn"}:
+        centres = rng.normal(size=(k, d)).astype(np.float32)
+        art["embeddings"] = centres[labels] + rng.standard_normal((n, d), dtype=np.float32)
+    if "knn" in needs:  # the knn artifact's work, outside the selector's timing
+        from coretune.selectors.neighbors import knn_graph
+
+        art["knn"] = knn_graph(art["embeddings"], 10, "cosine")
+    if "external_scores" in needs:
+        art["external_scores"] = rng.random(n)
+    return SelectionContext.from_needs(n, k, seed, art)
 
 
 def run_one(name: str, n: int) -> dict:
     from coretune.selectors import budget_for, get_selector, select
 
     d, k = SIZES[n]
-    ctx = synthetic_context(n, d, k)
     args = {"class_balanced": True} if n > 100_000 and name in BALANCED_AT_SCALE else {}
     budget = budget_for(n, RATIO)
     needs = get_selector(name).needs(args)
+    ctx = synthetic_context(n, d, k, needs)
     tracemalloc.start()
     started = time.perf_counter()
     sel = select(name, ctx, budget, **args)

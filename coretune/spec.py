@@ -148,9 +148,10 @@ class TrialSpec(Frozen):
 
     @property
     def beta(self) -> float | None:
-        """The selector's hard-pruning rate β, if it takes one."""
+        """The selector's hard-pruning rate β, if it takes a number (``auto``: β* is chosen
+        by a search and recorded with the coreset)."""
         b = self.selector_args.get("beta")
-        return None if b is None else float(b)
+        return float(b) if isinstance(b, int | float) and not isinstance(b, bool) else None
 
     def science(self) -> dict[str, Any]:
         """Everything that determines the student's result (the sweep name does not)."""

@@ -27,15 +27,14 @@ FORMATS = (".parquet", ".csv", ".npy")
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (cached by path, size and modification time)."""
+def file_digest(path: str | Path, what: str = "score_file") -> str:
+    """SHA-256 of a local file's bytes (cached by path, size and modification time); a
+    missing file is an error naming ``what`` and the path."""
     p = Path(path)
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(f"score_file {str(path)!r} not found") from None
-    if p.suffix not in FORMATS:
-        raise ValueError(f"score_file {str(path)!r}: format must be one of {FORMATS}")
+        raise FileNotFoundError(f"{what} {str(path)!r} not found") from None
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
         h = hashlib.sha256()
@@ -44,6 +43,12 @@ def file_digest(path: str | Path) -> str:
                 h.update(block)
         _DIGESTS[key] = h.hexdigest()
     return _DIGESTS[key]
+
+
+def score_file_digest(path: str | Path) -> str:
+    if Path(path).suffix not in FORMATS:
+        raise ValueError(f"score_file {str(path)!r}: format must be one of {FORMATS}")
+    return file_digest(path)
 
 
 def read_score_file(path: str | Path, num_samples: int) -> np.ndarray:
@@ -82,7 +87,7 @@ def score_file_of(trial: TrialSpec) -> str | None:
 
 def external_params(trial: TrialSpec) -> Mapping[str, Any] | None:
     path = score_file_of(trial)
-    return None if path is None else {"sha256": file_digest(path)}
+    return None if path is None else {"sha256": score_file_digest(path)}
 
 
 def external_local(trial: TrialSpec) -> Mapping[str, Any]:

@@ -25,9 +25,9 @@ def selection_params(trial: TrialSpec) -> Mapping[str, Any]:
     ratio and the seed."""
     args = dict(trial.selector_args)
     if args.get("score_file"):
-        from coretune.artifacts.external_scores import file_digest
+        from coretune.artifacts.external_scores import score_file_digest
 
-        args["score_file"] = "sha256:" + file_digest(args["score_file"])
+        args["score_file"] = "sha256:" + score_file_digest(args["score_file"])
     return {"selector": trial.selector, "args": args, "ratio": trial.ratio, "seed": trial.seed}
 
 
@@ -67,6 +67,8 @@ def build_selection(ctx: BuildContext) -> Built:
     arrays = {"indices": sel.indices}
     if sel.weights is not None:
         arrays["weights"] = sel.weights
+    if "beta_search" in ctx.deps:  # the β the search chose, for the trial rows
+        p = {**p, "beta": float(consumer_view("beta_search", ctx.deps["beta_search"]))}
     meta = {**p, "dataset": ctx.dataset.name, "n": int(sel.indices.size),
             "select_seconds": time.perf_counter() - started,
             "deps": {name: art.key for name, art in ctx.deps.items()}}

@@ -72,6 +72,7 @@ class Plan:
     cached: set[str] = field(default_factory=set)
     allow_node_local: bool = False  # cluster storage check waived (every node mounts it)
     notes: list[str] = field(default_factory=list)  # what a dry run let pass
+    chosen_beta: dict[str, float] = field(default_factory=dict)  # selection key → β* used
 
     @property
     def missing(self) -> list[Node]:
@@ -169,6 +170,7 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     previous = results.read("trials")  # a corrupt part fails here, before any work
     results.read("curves")
     results.read("selections")
+    results.read("beta_search")
     done = set(previous.loc[(previous["sweep"] == spec.name) & (previous["status"] == "ok"),
                             "trial_id"])
     planned = []

@@ -85,15 +85,40 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
+#: kinds the driver builds as Tune experiments instead of single Ray tasks
+TUNE_KINDS = {"beta_search"}
+
+
 def build_artifacts(plan: Plan) -> tuple[float, int]:
-    """Build every missing node as a Ray task, dependencies first, independent ones in
-    parallel; each exactly once (the store's lock) even with other drivers at work."""
+    """Build every missing node, dependencies first, independent ones in parallel; each
+    exactly once (the store's lock) even with other drivers at work. Most are Ray tasks;
+    ELFS's β searches are Tune experiments, and what depends on them is built after."""
     started = time.perf_counter()
+    searches = [n for n in plan.missing if n.kind in TUNE_KINDS]
+    search_keys = {n.key for n in searches}
+    after = [n for n in plan.missing if n.key not in search_keys
+             and any(d.key in search_keys for d in n.walk()[:-1])]
+    later = {n.key for n in after}
+    built = _build_tasks(plan, [n for n in plan.missing
+                                if n.key not in search_keys and n.key not in later])
+    if searches:
+        from coretune.driver.beta_search import run_beta_searches
+
+        run_beta_searches(searches, plan.datasets, plan.store, plan.spec.resources,
+                          _tune_storage(plan))
+        plan.cached |= search_keys
+        built += len(searches)
+    built += _build_tasks(plan, after)
+    return time.perf_counter() - started, built
+
+
+def _build_tasks(plan: Plan, nodes: list) -> int:
+    """Build ``nodes`` (in dependency order) as Ray tasks; the number actually built."""
     res = plan.spec.resources
     data_refs = {k: ray.put(ds) for k, ds in plan.datasets.items()}
     by_fp = {ds.fingerprint: k for k, ds in plan.datasets.items()}
     refs: dict[str, ray.ObjectRef] = {}
-    for node in plan.missing:  # dependencies come first in plan.nodes
+    for node in nodes:
         gpu = res.gpu if get_kind(node.kind).gpu else 0.0
         deps = [refs[d.key] for _, d in node.deps if d.key in refs]
         refs[node.key] = build_node.options(num_cpus=res.cpu, num_gpus=gpu).remote(
@@ -102,7 +127,16 @@ def build_artifacts(plan: Plan) -> tuple[float, int]:
     results = ray.get(list(refs.values()))
     for key, _, _ in results:
         plan.cached.add(key)
-    return time.perf_counter() - started, sum(1 for _, built, _ in results if built)
+    return sum(1 for _, built, _ in results if built)
+
+
+def _write_beta_searches(plan: Plan) -> None:
+    """The β curves of the plan's searches that the results do not hold yet."""
+    from coretune.driver.beta_search import beta_search_rows
+
+    have = set(plan.results.read("beta_search")["search_key"])
+    nodes = [n for n in plan.nodes if n.kind in TUNE_KINDS and n.key not in have]
+    plan.results.write("beta_search", beta_search_rows(plan.spec.name, plan.store, nodes))
 
 
 class _ResultWriter(tune.Callback):
@@ -113,6 +147,7 @@ class _ResultWriter(tune.Callback):
         self.results: ResultsStore = plan.results
         self.students = {s.trial_id: s for group in plan.groups for s in group}
         self.teacher_acc, self.select_seconds = teacher_acc, select_seconds
+        self.chosen_beta = plan.chosen_beta
         self.progress, self.task = progress, task
         self.versions = versions()
         self.curves: dict[str, dict[str, list[dict]]] = {}
@@ -177,6 +212,8 @@ class _ResultWriter(tune.Callback):
                 fingerprint=planned.fingerprint, selection_key=planned.selection.key,
                 group_id=group["group_id"]))
             rows[-1]["retries"] = self.retries.get(trial.trial_id, 0)
+            if rows[-1]["beta"] is None:  # β chosen by a search (ELFS ``beta: auto``)
+                rows[-1]["beta"] = self.chosen_beta.get(planned.selection.key)
             curve_parts += curve_rows(planned.spec.sweep, planned.trial_id,
                                       curves.get(planned.trial_id, []))
         self.results.write("curves", curve_parts)  # curves first: the trial row commits
@@ -241,6 +278,8 @@ def _write_selections(plan: Plan) -> dict[str, float]:
                 continue
             art = plan.store.load(key)
             seconds[key] = float(art.meta.get("select_seconds", 0.0))
+            if art.meta.get("beta") is not None:
+                plan.chosen_beta[key] = float(art.meta["beta"])
             if key not in have:
                 rows += selection_rows(key, s.spec, *load_selection(art))
     plan.results.write("selections", rows)
@@ -265,6 +304,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     teacher_keys = {s.teacher_key: s for g in plan.groups for s in g if s.teacher_key}
     teacher_acc = {k: float(plan.store.load(k).meta["test_acc"]) for k in teacher_keys}
     select_seconds = _write_selections(plan)
+    _write_beta_searches(plan)
 
     res = plan.spec.resources
     run_id = f"{plan.spec.name}-{uuid.uuid4().hex[:10]}"
@@ -309,7 +349,6 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
                                   failure_config=tune.FailureConfig(
                                       max_failures=plan.spec.retries)),
     )
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress bar replaces Tune's tables
     t0 = time.perf_counter()
     with progress:
         tuner.fit()
@@ -353,6 +392,7 @@ def execute(plan: Plan, address: str | None = None, scheduler: str | None = None
     """Run a plan: hold the output's lease, start or join Ray, run, shut down what we started."""
     if not plan.trials:
         return empty_summary(plan)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress bar replaces Tune's tables
     with plan.results.lease():  # one driver per output; refused before Ray starts
         started_here = init_ray(address)
         try:

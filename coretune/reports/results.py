@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coretune.reports.schema import CURVES, SELECTIONS, TRIALS, conform, to_table
+from coretune.reports.schema import BETA_SEARCH, CURVES, SELECTIONS, TRIALS, conform, to_table
 from coretune.storage import Location
 
 
@@ -39,6 +39,7 @@ TABLES = {t.name: t for t in (
     ResultTable("trials", TRIALS, ("sweep", "trial_id")),
     ResultTable("curves", CURVES, ("sweep", "trial_id", "epoch")),
     ResultTable("selections", SELECTIONS, ("selection_key", "index")),
+    ResultTable("beta_search", BETA_SEARCH, ("sweep", "search_key", "beta")),
 )}
 
 

@@ -1,9 +1,10 @@
-"""Arrow schemas of the three result tables, and atomic Parquet I/O for single files.
+"""Arrow schemas of the result tables, and atomic Parquet I/O for single files.
 
 ``TRIALS`` is DESIGN.md's one-row-per-student table, ``CURVES`` the per-report curves keyed
-by (sweep, trial_id, epoch) and ``SELECTIONS`` the selected indices keyed by
-(selection_key, index). Sweeps write these as part files (:mod:`coretune.reports.results`);
-single-file writes go to a fsynced temporary file that is ``os.replace``-d over the target.
+by (sweep, trial_id, epoch), ``SELECTIONS`` the selected indices keyed by (selection_key,
+index) and ``BETA_SEARCH`` ELFS's β curves keyed by (sweep, search_key, beta). Sweeps
+write these as part files (:mod:`coretune.reports.results`); single-file writes go to a
+fsynced temporary file that is ``os.replace``-d over the target.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ SELECTIONS = _schema(
     ("selection_key", _STR, False), ("dataset", _STR, False), ("selector", _STR, False),
     ("selector_args", _STR, False), ("ratio", _F64, False), ("seed", _I64, False),
     ("index", _I64, False), ("weight", _F64, True),
+)
+
+#: ELFS's β search: one row per β tried (in grid order) of each search; ``heldout_acc`` is
+#: on the pseudo-labelled 10 % (what β* is chosen on), ``test_matched_acc`` the test accuracy
+#: with the student's clusters matched to the classes (ground truth: reported, never used)
+BETA_SEARCH = _schema(
+    ("sweep", _STR, False), ("search_key", _STR, False), ("dataset", _STR, False),
+    ("ratio", _F64, False), ("beta", _F64, False), ("heldout_acc", _F64, False),
+    ("test_matched_acc", _F64, True), ("status", _STR, False), ("reports", _I64, False),
+    ("chosen", pa.bool_(), False), ("trials_run", _I64, False), ("grid_size", _I64, False),
+    ("scheduler", _STR, False),
 )
 
 TRIAL_STATUSES = ("ok", "stopped", "diverged", "error")

@@ -316,7 +316,7 @@ def _with_recipes(trial: TrialSpec) -> TrialSpec:
                         f"mode {trial.label_mode!r}: {err}") from None
     return trial.model_copy(update={
         "teacher": trial.teacher if "teacher" in kinds else None,
-        "dynamics": trial.dynamics if "dynamics" in kinds else None})
+        "dynamics": trial.dynamics if kinds & {"dynamics", "pseudo_dynamics"} else None})
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:

@@ -103,6 +103,30 @@ def split_evaluators(data: DeviceData) -> list[Evaluator]:
     return out
 
 
+def hungarian_accuracy(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Accuracy under the best one-to-one matching of predicted clusters to classes (scipy's
+    Hungarian algorithm on the contingency table)."""
+    from scipy.optimize import linear_sum_assignment
+
+    truth, pred = np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    k = int(max(truth.max(), pred.max())) + 1
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (pred, truth), 1)
+    rows, cols = linear_sum_assignment(-counts)
+    return float(counts[rows, cols].sum() / truth.size)
+
+
+@dataclass(frozen=True)
+class MatchedEvaluator(Evaluator):
+    """Accuracy of a model trained on cluster ids, under the best one-to-one matching of
+    its predicted clusters to the classes: ``<name>_matched_acc``. For reports only: it
+    reads the split's ground truth."""
+
+    def evaluate(self, model: nn.Module, normalize: Callable) -> dict:
+        pred = predict_logits(model, normalize, self.images).argmax(dim=1).cpu().numpy()
+        return {f"{self.name}_matched_acc": hungarian_accuracy(self.labels.cpu().numpy(), pred)}
+
+
 def held_out_evaluator(data: DeviceData, positions: np.ndarray, labels: np.ndarray,
                        name: str = "heldout") -> Evaluator:
     """Training images at ``positions`` scored against given ``labels`` (e.g. pseudo-labels)."""

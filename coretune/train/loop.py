@@ -166,7 +166,8 @@ def train_steps(
     np_idx = np.array(indices, dtype=np.int64)  # a writable copy (torch shares its memory)
     sel = torch.as_tensor(np_idx, device=dev)
     n = sel.numel()
-    w_all = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
+    w_all = None if weights is None else torch.tensor(np.asarray(weights), dtype=torch.float32,
+                                                       device=dev)
     bs, spe, total, report_epochs = plan_steps(n, optimizer, budget)
     labels.bind(sel, seed)
     if dev.type == "cuda":

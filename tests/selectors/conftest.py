@@ -13,7 +13,7 @@ N, K = 500, 10
 def full_context(seed: int = 0, n: int = N, k: int = K) -> SelectionContext:
     """Every artifact present: balanced labels, every score (forgetting has ties),
     embeddings, kNN, pseudo-labels, per-epoch outputs with validation losses, features,
-    gradient embeddings and an external score file's scores."""
+    gradient embeddings, an external score file's scores, pseudo-label dynamics and a β*."""
     rng = np.random.default_rng(123)
     labels = rng.permutation(np.arange(n) % k)
     emb = rng.normal(size=(n, 8))
@@ -40,7 +40,10 @@ def full_context(seed: int = 0, n: int = N, k: int = K) -> SelectionContext:
         "pseudo_labels": rng.integers(0, k, n),
         "features": feats, "outputs": outputs,
         "grad_embed": GradEmbedding(errors.astype(np.float32), feats),
-        "external_scores": rng.normal(size=n)})
+        "external_scores": rng.normal(size=n),
+        "pseudo_scores": {"aum": rng.normal(size=n), "forgetting": rng.integers(0, 6, n)
+                          .astype(float), "el2n": rng.random(n)},
+        "beta_search": 0.2})
 
 
 def default_args(name: str) -> dict:
