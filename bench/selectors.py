@@ -77,6 +77,9 @@ def synthetic_context(n: int, d: int, k: int, needs: frozenset[str], seed: int =
         from coretune.selectors.neighbors import knn_graph
 
         art["knn"] = knn_graph(art["embeddings"], 10, "cosine")
+    if "pseudo_scores" in needs:  # ELFS: pseudo-label dynamics and a β* (0.1)
+        art["pseudo_scores"] = {name: rng.random(n) for name in ("aum", "forgetting", "el2n")}
+        art["beta_search"] = 0.1
     if "external_scores" in needs:
         art["external_scores"] = rng.random(n)
     return SelectionContext.from_needs(n, k, seed, art)

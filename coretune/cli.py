@@ -38,8 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-report", action="store_true", help="skip the leaderboard at the end")
     s.add_argument("--quiet", action="store_true",
                    help="no live progress view and no summary dump (for CI logs)")
-    r = sub.add_parser("report", help="print the leaderboard of a sweep directory")
-    r.add_argument("dir", help="sweep output directory or URI")
+    r = sub.add_parser("report", help="leaderboards of one or more sweep directories: "
+                       "terminal, Markdown, LaTeX, CSV, HTML and plots")
+    r.add_argument("dirs", nargs="+", metavar="DIR", help="sweep output directories or URIs")
+    r.add_argument("--compare", action="store_true",
+                   help="line two runs up cell by cell (compare.md)")
+    r.add_argument("--out", default=None, help="where to write (default: the first DIR)")
+    r.add_argument("--cache", default=None,
+                   help="artifact store, for the coreset difficulty histogram")
+    r.add_argument("--no-plots", action="store_true", help="skip the figures")
     sc = sub.add_parser("scores", help="per-example scores")
     ex = sc.add_subparsers(dest="scores_command", required=True).add_parser(
         "export", help="write per-example scores (index, score: higher = keep) to DIR")
@@ -84,9 +91,11 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         else:
             console.print(json.dumps(summary.as_dict(), indent=1))
     if not args.no_report:
-        from coretune.reports.leaderboard import write_report
+        from coretune.driver.figures import difficulty_figure
+        from coretune.reports.report import write_report
 
-        write_report(args.out, console)
+        write_report(args.out, console,
+                     extra_figures=difficulty_figure([args.out], plan.store.uri))
     if summary is not None and summary.interrupted:
         Console(stderr=True).print(
             f"interrupted: {summary.trials_finished} of {summary.trials_run} trials finished "
@@ -125,9 +134,15 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args, console)
         if args.command == "scores":
             return _scores(args, console)
-        from coretune.reports.leaderboard import write_report
+        from coretune.reports.report import write_report
 
-        write_report(args.dir, console)
+        extra = {}
+        if args.cache and not args.no_plots:
+            from coretune.driver.figures import difficulty_figure
+
+            extra = difficulty_figure(args.dirs, args.cache)
+        write_report(args.dirs, console, out=args.out, compare=args.compare,
+                     figures=not args.no_plots, extra_figures=extra)
         return 0
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, ConnectionError
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

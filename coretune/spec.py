@@ -67,18 +67,31 @@ class AugmentSpec(Frozen):
         return bool(self.pad or self.flip or self.noise_std)
 
 
+class LabelNoiseSpec(Frozen):
+    """Injected training-label noise: ``symmetric`` flips a ``rate`` share of the labels to
+    another class uniformly; ``pairwise`` flips them to the next class (c → c + 1 mod K)."""
+
+    kind: Literal["symmetric", "pairwise"] = "symmetric"
+    rate: float = Field(gt=0, lt=1)
+    seed: Seed = 0
+
+
 class DataSpec(Frozen):
     """A dataset and how it is split.
 
     ``test_fraction`` splits datasets without a canonical test split (digits: 0.2, stratified,
     seeded by ``split_seed``); ``val_fraction`` holds a stratified validation split out of the
-    training split (0: none).
+    training split (0: none). ``image_size`` resizes folder datasets (ImageFolder layouts:
+    Tiny ImageNet, ImageNet) when they are decoded; ``label_noise`` corrupts the training
+    labels (the test split stays clean).
     """
 
     name: str
     test_fraction: float | None = Field(None, gt=0, lt=1)
     val_fraction: float = Field(0.0, ge=0, lt=1)
     split_seed: Seed = 0
+    image_size: int | None = Field(None, ge=8, le=1024)
+    label_noise: LabelNoiseSpec | None = None
 
 
 class RecipeSpec(Frozen):

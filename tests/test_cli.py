@@ -155,11 +155,11 @@ def test_quiet_sweep_prints_one_summary_line(capsys, write_spec, tmp_path, ray_s
 
 
 def test_unexpected_errors_are_one_line_not_a_traceback(capsys, monkeypatch):
-    import coretune.reports.leaderboard as leaderboard
+    import coretune.reports.report as report
 
     def boom(*a, **k):
         raise TypeError("something\nunexpected")
 
-    monkeypatch.setattr(leaderboard, "write_report", boom)
+    monkeypatch.setattr(report, "write_report", boom)
     code, out = _run(capsys, "report", "anywhere")
     assert code == 1 and out.err.strip() == "error: TypeError: something unexpected"

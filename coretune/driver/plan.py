@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from coretune.artifacts.graph import Node, get_kind, need_nodes, node_for
 from coretune.artifacts.store import ArtifactStore
 from coretune.reports.results import ResultsStore
@@ -18,7 +20,7 @@ from coretune.search_spaces.schema import SweepSpec, expand, load_spec
 from coretune.selectors import get_selector
 from coretune.spec import DataSpec, TrialSpec, canonical_json
 from coretune.storage import Location
-from coretune.train.data import ImageDataset, load_dataset
+from coretune.train.data import DatasetMissingError, ImageDataset, dataset_info, load_dataset
 from coretune.train.labels import get_label_source
 
 CACHE_ENV = "CORETUNE_CACHE"
@@ -133,6 +135,25 @@ def group_trials(trials: list[PlannedTrial], per_trial: int) -> list[list[Planne
             for i in range(0, len(members), per_trial)]
 
 
+MISSING = "missing:"
+
+
+def _dataset(spec: DataSpec, root: str | None, download: bool, dry_run: bool,
+             notes: list[str]) -> ImageDataset:
+    """The dataset, or for a dry run without its files a placeholder (keys provisional)."""
+    try:
+        return load_dataset(spec, root, download)
+    except DatasetMissingError as err:
+        if not dry_run:
+            raise
+        notes.append(f"note: {err} A dry run plans without it; its keys are provisional.")
+        info = dataset_info(spec.name)
+        empty = np.zeros((0, 3, 32, 32), dtype=np.uint8)
+        labels = np.zeros(0, dtype=np.int64)
+        return ImageDataset(spec.name, empty, labels, empty, labels, info.num_classes,
+                            info.augment, fingerprint=MISSING + canonical_json(spec))
+
+
 def plan_trial(trial: TrialSpec, dkey: str, fingerprint: str) -> PlannedTrial:
     label_needs = get_label_source(trial.label_mode).needs
     selection = node_for("selection", trial, fingerprint)
@@ -165,7 +186,10 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
             notes.append(f"note: {err} (a dry run plans it anyway)")
     trials = expand(spec)
     root = data_root or spec.data_root
-    datasets = {data_key(d): load_dataset(d, root, download) for d in spec.datasets}
+    datasets = {data_key(d): _dataset(d, root, download, dry_run, notes)
+                for d in spec.datasets}
+    missing = {ds.fingerprint for ds in datasets.values() if ds.fingerprint.startswith(
+        MISSING)}
     results = ResultsStore(out)
     previous = results.read("trials")  # a corrupt part fails here, before any work
     results.read("curves")
@@ -190,7 +214,7 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     by_fingerprint = {ds.fingerprint: ds for ds in datasets.values()}
     for node in plan.nodes:  # machine-local inputs (score files, weights) checked now
         check = get_kind(node.kind).check
-        if check is not None:
+        if check is not None and node.fingerprint not in missing:
             check(node, by_fingerprint[node.fingerprint])
     for node in plan.nodes:
         if store.exists(node.key):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
@@ -19,8 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from coretune.reports.paper import PAPER_SHORT, paper_reference
-from coretune.reports.results import ResultsStore
+from coretune.reports.paper import PAPER_METHOD, PAPER_SHORT, paper_reference
 
 MODE_ORDER = ("hard", "smooth", "soft", "kd")
 #: settings that tell apart rows of one (selector, label_mode) when a sweep varies them
@@ -39,6 +37,7 @@ class Cell:
     mean: float  # percent
     std: float | None  # ddof=1; None with a single seed
     n: int  # number of seeds (trials)
+    values: tuple[float, ...] = ()  # the per-seed accuracies (percent), for the t-tests
 
     def text(self) -> str:
         spread = "" if self.std is None else f"±{self.std:.2f}"
@@ -67,6 +66,7 @@ class Leaderboard:
     rows: list[RowKey]
     cells: dict[tuple[RowKey, float], Cell]
     best: dict[float, list[RowKey]]
+    second: dict[float, list[RowKey]]
     teacher_test_acc: float | None  # percent, mean over the rows that have one
     n_trials: int
     n_stopped: int
@@ -98,6 +98,9 @@ class Leaderboard:
 
     def is_best(self, row: RowKey, ratio: float) -> bool:
         return row in self.best.get(_ratio_key(ratio), [])
+
+    def is_second(self, row: RowKey, ratio: float) -> bool:
+        return row in self.second.get(_ratio_key(ratio), [])
 
 
 def _ratio_key(ratio: float) -> float:
@@ -138,7 +141,8 @@ def _paper_values(dataset: str, arch: str, rows: list[RowKey],
     ref = ref[ref["param_name"].isna() & ref["label_mode"].notna()]  # main-table cells only
     out: dict[tuple[RowKey, float], list[PaperValue]] = {}
     for row in rows:
-        mine = ref[(ref["method"] == row.selector) & (ref["label_mode"] == row.label_mode)]
+        method = PAPER_METHOD.get(row.selector, row.selector)
+        mine = ref[(ref["method"] == method) & (ref["label_mode"] == row.label_mode)]
         for ratio in ratios:
             hits = mine[(mine["selection_ratio"] - ratio).abs() <= RATIO_TOL]
             tables: dict[tuple, list[str]] = {}  # the same value repeated in several tables
@@ -171,17 +175,22 @@ def _board(dataset: str, arch: str, everything: pd.DataFrame) -> Leaderboard | N
         acc = grp["test_acc"].astype(float) * 100.0
         std = float(acc.std(ddof=1)) if len(acc) >= 2 else None
         cells[RowKey(str(sel), str(mode), str(config)), float(ratio)] = \
-            Cell(float(acc.mean()), std, len(acc))
+            Cell(float(acc.mean()), std, len(acc), tuple(float(a) for a in acc))
     rows = sorted({row for row, _ in cells}, key=_row_order)
     ratios = sorted({ratio for _, ratio in cells})
     best: dict[float, list[RowKey]] = {}
+    second: dict[float, list[RowKey]] = {}
     for ratio in ratios:
         column = {row: c.mean for (row, r), c in cells.items() if r == ratio}
-        top = max(column.values())
-        best[ratio] = [row for row in rows if row in column and math.isclose(column[row], top)]
+        levels = sorted({round(m, 9) for m in column.values()}, reverse=True)
+        best[ratio] = [row for row in rows if row in column
+                       and math.isclose(column[row], levels[0])]
+        second[ratio] = [] if len(levels) < 2 else [
+            row for row in rows if row in column and math.isclose(column[row], levels[1])]
     teacher = done["teacher_test_acc"].dropna()
     return Leaderboard(
         dataset=dataset, arch=arch, ratios=ratios, rows=rows, cells=cells, best=best,
+        second=second,
         teacher_test_acc=float(teacher.mean()) * 100.0 if len(teacher) else None,
         n_trials=len(done), n_stopped=int((done["status"] == "stopped").sum()),
         n_excluded=len(everything) - len(done),
@@ -212,9 +221,24 @@ def _ours(board: Leaderboard, row: RowKey, ratio: float) -> tuple[str, bool]:
     return ("–", False) if cell is None else (cell.text(), board.is_best(row, ratio))
 
 
+def rank_mark(board: Leaderboard, row: RowKey, ratio: float, text: str, bold: str = "**{}**",
+              underline: str = "<u>{}</u>") -> str:
+    """``text`` bold if best in its column, underlined if second (as the papers mark)."""
+    if board.is_best(row, ratio):
+        return bold.format(text)
+    if board.is_second(row, ratio):
+        return underline.format(text)
+    return text
+
+
 def _paper_text(board: Leaderboard, row: RowKey, ratio: float) -> str | None:
+    """The published values of a cell, each with ours minus it."""
     values = (board.paper or {}).get((row, ratio))
-    return None if not values else "; ".join(v.text() for v in values)
+    if not values:
+        return None
+    cell = board.cells.get((row, ratio))
+    return "; ".join(v.text() + ("" if cell is None else f" Δ {cell.mean - v.mean:+.2f}")
+                     for v in values)
 
 
 def _md_escape(text: str) -> str:
@@ -227,8 +251,8 @@ def _md_table(board: Leaderboard, with_paper: bool) -> list[str]:
     for row in board.rows:
         cells = []
         for ratio in board.ratios:
-            text, best = _ours(board, row, ratio)
-            text = f"**{text}**" if best else text
+            text, _ = _ours(board, row, ratio)
+            text = rank_mark(board, row, ratio, text) if (row, ratio) in board.cells else text
             paper = _paper_text(board, row, ratio) if with_paper else None
             if with_paper:
                 text = f"ours {text}" + (f" \\| paper {_md_escape(paper)}" if paper else "")
@@ -250,7 +274,7 @@ def render_markdown(boards: list[Leaderboard]) -> str:
             out += ["Full-data accuracy in the papers: "
                     + ", ".join(v.text() for v in b.full_data), ""]
         out += ["Test accuracy (%), mean ± std over seeds (n = seeds); **bold** = best in "
-                "its column.", ""]
+                "its column, <u>underlined</u> = second.", ""]
         out += _md_table(b, with_paper=False) + [""]
         out += [f"### {b.dataset} / {b.arch}: ours vs. the papers", ""]
         if b.paper is None:
@@ -294,15 +318,3 @@ def render_rich(boards: list[Leaderboard], console: Console) -> None:
         elif board.paper is None:
             console.print(f"No published numbers for {board.dataset}/{board.arch} "
                           "in the paper tables.", markup=False)
-
-
-def write_report(out: str | Path, console: Console | None = None) -> str:
-    """Print the leaderboards of the results at ``out``; write ``out/leaderboard.md``."""
-    results = ResultsStore(str(out))
-    if not results.has_results():
-        raise FileNotFoundError(f"no trial results under {results.location.path('trials')}: "
-                                f"run `coretune sweep --out {out}` first")
-    boards = leaderboard_tables(results.read("trials"))
-    render_rich(boards, console if console is not None else Console())
-    results.write_text("leaderboard.md", render_markdown(boards))
-    return results.location.path("leaderboard.md")

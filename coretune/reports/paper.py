@@ -19,6 +19,8 @@ LABEL_MODE_TO_PAPER: dict[str, str | None] = {
     "hard": "hard", "soft": "soft_teacher", "smooth": "label_smoothing", "kd": None,
 }
 PAPER_TO_LABEL_MODE = {v: k for k, v in LABEL_MODE_TO_PAPER.items() if v is not None}
+#: selector names whose method is spelled otherwise in the paper tables
+PAPER_METHOD = {"graph_cut": "graphcut", "d2_label_free": "d2"}
 
 _TEXT_COLUMNS = ("paper", "table", "dataset", "arch", "method", "encoder", "label_mode",
                  "param_name", "param_value", "metric", "note")

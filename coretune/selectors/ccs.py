@@ -74,9 +74,13 @@ def ccs(ctx: SelectionContext, budget: int, score: DynamicsScore = "aum",
         raise SelectorArgumentError(f"ccs: beta must be in [0, 1), got {beta!r}")
     if isinstance(strata, bool) or not isinstance(strata, numbers.Integral) or strata < 1:
         raise SelectorArgumentError(f"ccs: strata must be an integer >= 1, got {strata!r}")
-    strata = int(strata)
-    difficulty = sampler_difficulty(ctx, score, score_file)
-    rng = ctx.rng()
+    return Selection(ccs_select(sampler_difficulty(ctx, score, score_file), budget, beta,
+                                int(strata), ctx.rng()))
+
+
+def ccs_select(difficulty: np.ndarray, budget: int, beta: float, strata: int,
+               rng: np.random.Generator) -> np.ndarray:
+    """CCS's Algorithm 1 on a difficulty array (higher = harder)."""
     n = difficulty.size
     n_pruned = min(int(np.floor(beta * n)), n - budget)
     kept = np.lexsort((rng.random(n), difficulty))[: n - n_pruned]  # drop the n_pruned hardest
@@ -84,4 +88,4 @@ def ccs(ctx: SelectionContext, budget: int, score: DynamicsScore = "aum",
     quotas = ccs_stratum_quotas(np.bincount(ids, minlength=strata), budget)
     chosen = kept[take_per_group(ids, quotas, rng)]
     assert chosen.size == budget
-    return Selection(chosen)
+    return chosen

@@ -139,6 +139,8 @@ def subset_view(value, positions: np.ndarray, num_samples: int):
     axis is the sample axis; anything else (a plugin's opaque object) is passed as it is."""
     if hasattr(value, "subset"):
         return value.subset(positions)
+    if isinstance(value, dict):  # e.g. a dict of per-sample scores
+        return {k: subset_view(v, positions, num_samples) for k, v in value.items()}
     if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == num_samples:
         return value[positions]
     return value

@@ -168,6 +168,19 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int
     return np.sort(keep), np.sort(held)
 
 
+def noisy_labels(labels: np.ndarray, num_classes: int, noise) -> np.ndarray:
+    """Labels with an exact ``rate`` share flipped (seeded): to a uniformly drawn other class
+    (symmetric) or to the next class (pairwise), as in the noisy-label literature."""
+    y = np.asarray(labels, dtype=np.int64).copy()
+    rng = np.random.default_rng([noise.seed, 0xA015E])
+    flip = rng.choice(y.size, int(round(noise.rate * y.size)), replace=False)
+    if noise.kind == "pairwise":
+        y[flip] = (y[flip] + 1) % num_classes
+    else:
+        y[flip] = (y[flip] + rng.integers(1, num_classes, flip.size)) % num_classes
+    return y
+
+
 def fingerprint(ds: ImageDataset) -> str:
     """Content hash of the splits (images and labels): what keys depend on, not the path."""
     h = hashlib.blake2b(digest_size=12)
@@ -191,6 +204,8 @@ def load_dataset(spec: DataSpec | str, root: str | Path | None = None,
     spec = DataSpec(name=spec) if isinstance(spec, str) else spec
     check_data_spec(spec)
     ds = dataset_info(spec.name).loader(Path(root) if root else None, download, spec)
+    if spec.label_noise is not None:
+        ds = replace(ds, train_y=noisy_labels(ds.train_y, ds.num_classes, spec.label_noise))
     if spec.val_fraction > 0:
         keep, held = stratified_split(ds.train_y, spec.val_fraction, spec.split_seed)
         ds = replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep],
@@ -299,11 +314,9 @@ def _torchvision(name: str, cls_name: str, num_classes: int, augment: AugmentSpe
     return load
 
 
-for _name, _cls, _k, _aug, _kw in (
-        ("cifar10", "CIFAR10", 10, AugmentSpec(pad=4, flip=True),
-         ({"train": True}, {"train": False})),
-        ("cifar100", "CIFAR100", 100, AugmentSpec(pad=4, flip=True),
-         ({"train": True}, {"train": False})),
+for _name, _cls, _k, _aug, _kw in (  # CIFAR is read from its pickles in folders.py
         ("stl10", "STL10", 10, AugmentSpec(pad=12, flip=True),
-         ({"split": "train"}, {"split": "test"}))):
+         ({"split": "train"}, {"split": "test"})),):
     register_dataset(_name, _env_root(_name), _k, _aug)(_torchvision(_name, _cls, _k, _aug, _kw))
+
+from coretune.train import folders  # noqa: E402,F401 - registers the folder datasets

@@ -107,12 +107,67 @@ def small_cnn(input_shape: tuple[int, int, int], num_classes: int, width: int = 
     return nn.Sequential(*layers)
 
 
-@register_model("resnet18")
-def resnet18(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """ResNet-18 (He et al. 2016) with the CIFAR stem: 3×3 stride-1 first conv, no max-pool."""
+def _cifar_resnet(depth: int, input_shape: tuple[int, int, int], num_classes: int
+                  ) -> nn.Module:
     import torchvision
 
-    model = torchvision.models.resnet18(num_classes=num_classes)
+    model = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
     model.conv1 = nn.Conv2d(input_shape[0], 64, 3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model
+
+
+@register_model("resnet18")
+def resnet18(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """ResNet-18 (He et al. 2016) with the CIFAR stem: 3×3 stride-1 first conv, no max-pool."""
+    return _cifar_resnet(18, input_shape, num_classes)
+
+
+@register_model("resnet34")
+def resnet34(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """ResNet-34 with the CIFAR stem (ELFS's ImageNet arch; the soft-label paper's T6)."""
+    return _cifar_resnet(34, input_shape, num_classes)
+
+
+@register_model("resnet50")
+def resnet50(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """ResNet-50 with the CIFAR stem (ELFS's transfer tables)."""
+    return _cifar_resnet(50, input_shape, num_classes)
+
+
+@register_model("vgg16")
+def vgg16(input_shape: tuple[int, int, int], num_classes: int, batchnorm: bool = True
+          ) -> nn.Module:
+    """VGG-16 (Simonyan & Zisserman 2015) in CIFAR form: the 13 conv layers (BatchNorm by
+    default), global pooling and one linear classifier (the soft-label paper's T5, T8)."""
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+    layers: list[nn.Module] = []
+    cin = input_shape[0]
+    size = input_shape[1]
+    for v in cfg:
+        if v == "M":
+            if size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            continue
+        layers.append(nn.Conv2d(cin, int(v), 3, padding=1, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(int(v)))
+        layers.append(nn.ReLU(inplace=True))
+        cin = int(v)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
+    return nn.Sequential(*layers)
+
+
+@register_model("vit_small")
+def vit_small(input_shape: tuple[int, int, int], num_classes: int, patch_size: int = 4,
+              embed_dim: int = 192, depth: int = 6, num_heads: int = 3) -> nn.Module:
+    """A small Vision Transformer (Dosovitskiy et al. 2021) for small images: timm's
+    ``VisionTransformer`` with 4×4 patches (the soft-label paper's ViT student, T5–T6)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    c, h, _ = input_shape
+    patch = max(1, min(patch_size, h))
+    return VisionTransformer(img_size=h - h % patch, patch_size=patch, in_chans=c,
+                             num_classes=num_classes, embed_dim=embed_dim, depth=depth,
+                             num_heads=num_heads, dynamic_img_size=True)

@@ -239,3 +239,29 @@ def test_library_selectors_in_a_sweep_and_weights_reach_the_loss(ray_session, tm
 
         assert student(t, idx, w) == pytest.approx(row["test_nll"], rel=1e-5)
         assert student(t, idx, None) != pytest.approx(row["test_nll"], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["soft_label_table7_digits", "soft_label_table5_digits"])
+def test_noisy_label_and_cross_architecture_spaces_run_on_digits(ray_session, tmp_path, name):
+    """The paper's noisy-label (T7) and cross-architecture (T5) settings, cut down."""
+    spec = load_spec(name, ["seeds=[0]", "ratios=[0.2]", "budget.value=60",
+                            "teacher.budget.value=3", "dynamics.budget.value=3"])
+    summary = run_sweep(spec, tmp_path / "out", cache=tmp_path / "cache", quiet=True)
+    trials = ResultsStore(str(tmp_path / "out")).read("trials")
+    assert summary.status_counts == {"ok": len(trials)} and len(trials) == len(expand(spec))
+    if name == "soft_label_table5_digits":
+        assert set(trials["arch"]) == {"small_cnn", "vit_small"}
+        assert (trials["trial_spec"].map(lambda s: json.loads(s)["dynamics"]) .dropna()
+                .map(lambda d: d["arch"]) == "mlp").all()
+    else:
+        specs = trials["trial_spec"].map(json.loads)
+        assert specs.map(lambda s: s["dataset"]["label_noise"]["rate"]).eq(0.2).all()
+
+
+def test_difficulty_histogram_of_a_coreset_from_the_store(swept):
+    from coretune.driver.figures import difficulty_figure
+
+    _, root, _ = swept
+    figs = difficulty_figure([str(root / "out")], str(root / "cache"))
+    assert list(figs) == ["difficulty"] and figs["difficulty"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert difficulty_figure([str(root / "out")], str(root / "empty")) == {}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,9 +16,7 @@ from coretune.reports.leaderboard import (
     leaderboard_tables,
     render_markdown,
     render_rich,
-    write_report,
 )
-from coretune.reports.results import ResultsStore
 from tests.reports.conftest import make_trial_row
 
 # test accuracy in percent for seeds 0, 1, 2 → (mean, std with ddof=1), worked out by hand
@@ -161,26 +157,6 @@ def test_render_rich_marks_best_bold_green(boards: list[Leaderboard]) -> None:
     assert "cifar100 / resnet18" in out
     assert "\x1b[1;32m62.00±2.65 (n=3)" in out  # bold green
     assert "\x1b[1;32m43.00" not in out
-
-
-def test_write_report(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no trial results"):
-        write_report(tmp_path, Console(file=io.StringIO()))
-    ResultsStore(str(tmp_path)).write("trials", _rows())
-    buf = io.StringIO()
-    md = write_report(tmp_path, Console(file=buf, width=250))
-    assert md == str(tmp_path / "leaderboard.md")
-    assert Path(md).read_text() == render_markdown(leaderboard_tables(_frame(_rows())))
-    assert sorted(os.listdir(tmp_path)) == ["leaderboard.md", "trials"]
-    assert "random" in buf.getvalue()
-
-
-def test_write_report_rejects_corrupt_trials(tmp_path: Path) -> None:
-    (tmp_path / "trials").mkdir()
-    (tmp_path / "trials" / "part-1.parquet").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="part-1.parquet"):
-        write_report(tmp_path, Console(file=io.StringIO()))
-    assert not (tmp_path / "leaderboard.md").exists()
 
 
 def test_varied_arch_args_are_told_apart() -> None:

@@ -85,7 +85,8 @@ def test_leaderboard_shows_paper_value_beside_ours() -> None:
     md = render_markdown([board])
     soft = [line for line in md.splitlines() if line.startswith("| random | soft |")]
     assert "paper" not in soft[0]  # our own table
-    assert "ours **55.50±0.71 (n=2)** \\| paper 58.45±0.08 (SL-T1); 63.50±0.30 (SL-T3)" in soft[1]
+    assert ("ours **55.50±0.71 (n=2)** \\| paper 58.45±0.08 (SL-T1) Δ -2.95; "
+            "63.50±0.30 (SL-T3) Δ -8.00") in soft[1]
     kd = [line for line in md.splitlines() if line.startswith("| random | kd |")]
     assert "paper" not in kd[1]  # kd has no published counterpart
     assert "77.41 (SL-T1" in md  # full-data accuracy

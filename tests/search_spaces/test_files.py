@@ -50,3 +50,30 @@ def test_set_overrides_values_and_swaps_the_dataset_keeping_its_split(tmp_path):
         apply_overrides({"name": "x"}, ["name.deeper=1"])
     with pytest.raises(SpecError, match="budget.value"):
         load_spec("demo", ["budget.value=-1"])
+
+
+PACKAGED = sorted(p.stem for p in resolve_spec_path("demo").parent.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_every_packaged_space_dry_runs_here(name, tmp_path):
+    """Even without its datasets (CIFAR, ImageNet…) or its GPUs: a dry run plans it."""
+    from coretune.driver.plan import describe, plan_sweep
+
+    plan = plan_sweep(name, tmp_path / "out", tmp_path / "cache", dry_run=True)
+    text = describe(plan)
+    assert f"sweep {name}: " in text and len(plan.trials) > 0 and plan.nodes
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_readme_lists_every_packaged_space_with_its_trial_count():
+    import re
+    from pathlib import Path
+
+    from coretune.search_spaces.schema import expand
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name in PACKAGED:
+        row = re.search(rf"^\| `{name}` \|.*\| (\d+) \|$", readme, re.M)
+        assert row, f"README lacks {name}"
+        assert int(row.group(1)) == len(expand(load_spec(name))), name

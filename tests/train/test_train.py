@@ -77,7 +77,8 @@ def test_metrics_hand_worked():
         "val_acc", "val_top5", "val_nll", "val_ece"}
 
 
-@pytest.mark.parametrize("arch", ["mlp", "small_cnn", "resnet18"])
+@pytest.mark.parametrize("arch", ["mlp", "small_cnn", "resnet18", "resnet34", "resnet50", "vgg16",
+                                  "vit_small"])
 def test_models_build_and_run(arch):
     model = build_model(arch, (3, 32, 32), 7)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
