@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coretune.reports.leaderboard import _ratio_label
+from coretune.reports.leaderboard import ratio_label
 from coretune.reports.plots import difficulty
 from coretune.reports.report import read_runs
 
@@ -24,6 +24,6 @@ def difficulty_figure(dirs: list[str], cache: str) -> dict[str, bytes]:
         if scores_key is None or not store.exists(scores_key):
             continue
         aum = store.load(scores_key).array("aum")
-        label = f"{sel} at {_ratio_label(ratio)}"
+        label = f"{sel} at {ratio_label(ratio)}"
         return {"difficulty": difficulty(aum, aum[art.array("indices")], "AUM", label)}
     return {}

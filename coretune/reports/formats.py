@@ -16,12 +16,12 @@ from coretune.reports.claims import soft_label_claims
 from coretune.reports.leaderboard import (
     Leaderboard,
     RowKey,
-    _md_escape,
-    _paper_text,
-    _ratio_label,
-    _selector_label,
+    md_escape,
+    paper_text,
     rank_mark,
+    ratio_label,
     render_markdown,
+    selector_label,
 )
 from coretune.reports.provenance import Provenance
 from coretune.reports.stats import ALPHA, Gain, gains
@@ -37,7 +37,7 @@ def _gain_cell(g: Gain | None) -> str:
 
 def _gain_table(board: Leaderboard, table: dict[tuple[RowKey, float], Gain],
                 modes: tuple[str, ...] | None = None) -> list[str]:
-    lines = ["| selector | label mode | " + " | ".join(map(_ratio_label, board.ratios)) + " |",
+    lines = ["| selector | label mode | " + " | ".join(map(ratio_label, board.ratios)) + " |",
              "|---|---|" + "---:|" * len(board.ratios)]
     for row in board.rows:
         if modes is not None and row.label_mode not in modes:
@@ -45,7 +45,7 @@ def _gain_table(board: Leaderboard, table: dict[tuple[RowKey, float], Gain],
         if not any((row, r) in table for r in board.ratios):
             continue
         cells = [_gain_cell(table.get((row, r))) for r in board.ratios]
-        lines.append(f"| {_md_escape(_selector_label(row))} | {row.label_mode} | "
+        lines.append(f"| {md_escape(selector_label(row))} | {row.label_mode} | "
                      + " | ".join(cells) + " |")
     return lines
 
@@ -102,7 +102,7 @@ def render_latex(boards: list[Leaderboard]) -> str:
         cols = "ll" + "r" * len(b.ratios)
         out += [f"% {b.dataset} / {b.arch}: {b.header()}", "\\begin{tabular}{" + cols + "}",
                 "\\toprule",
-                "Selector & Labels & " + " & ".join(_tex(_ratio_label(r)) for r in b.ratios)
+                "Selector & Labels & " + " & ".join(_tex(ratio_label(r)) for r in b.ratios)
                 + " \\\\", "\\midrule"]
         for row in b.rows:
             cells = []
@@ -113,7 +113,7 @@ def render_latex(boards: list[Leaderboard]) -> str:
                     continue
                 text = f"{c.mean:.2f}" + ("" if c.std is None else f"$\\pm${c.std:.2f}")
                 cells.append(rank_mark(b, row, r, text, "\\textbf{{{}}}", "\\underline{{{}}}"))
-            out.append(f"{_tex(_selector_label(row))} & {_tex(row.label_mode)} & "
+            out.append(f"{_tex(selector_label(row))} & {_tex(row.label_mode)} & "
                        + " & ".join(cells) + " \\\\")
         out += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(out)
@@ -144,5 +144,5 @@ def render_csv(boards: list[Leaderboard]) -> str:
                             "" if g is None or g.p is None else f"{g.p:.4g}",
                             "" if gs is None else f"{gs.delta:.4f}",
                             "" if gs is None or gs.p is None else f"{gs.p:.4g}",
-                            _paper_text(b, row, r) or ""])
+                            paper_text(b, row, r) or ""])
     return buf.getvalue()

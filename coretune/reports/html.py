@@ -8,7 +8,7 @@ import html
 from collections.abc import Mapping
 
 from coretune.reports.claims import soft_label_claims
-from coretune.reports.leaderboard import Leaderboard, _paper_text, _ratio_label, _selector_label
+from coretune.reports.leaderboard import Leaderboard, paper_text, ratio_label, selector_label
 from coretune.reports.provenance import Provenance
 from coretune.reports.stats import gains
 
@@ -40,7 +40,7 @@ def _e(text: object) -> str:
 
 
 def _board_table(b: Leaderboard) -> str:
-    head = "".join(f"<th>{_e(_ratio_label(r))}</th>" for r in b.ratios)
+    head = "".join(f"<th>{_e(ratio_label(r))}</th>" for r in b.ratios)
     rows = []
     for row in b.rows:
         cells = []
@@ -50,10 +50,10 @@ def _board_table(b: Leaderboard) -> str:
                 cells.append("<td data-v='-1'>–</td>")
                 continue
             cls = "best" if b.is_best(row, r) else "second" if b.is_second(row, r) else ""
-            paper = _paper_text(b, row, r)
+            paper = paper_text(b, row, r)
             tip = f" title='paper {_e(paper)}'" if paper else ""
             cells.append(f"<td class='{cls}' data-v='{c.mean:.4f}'{tip}>{_e(c.text())}</td>")
-        rows.append(f"<tr><td class='l'>{_e(_selector_label(row))}</td><td class='l'>"
+        rows.append(f"<tr><td class='l'>{_e(selector_label(row))}</td><td class='l'>"
                     f"{_e(row.label_mode)}</td>{''.join(cells)}</tr>")
     return (f"<table class='sortable'><thead><tr><th class='l'>selector</th>"
             f"<th class='l'>label mode</th>{head}</tr></thead><tbody>{''.join(rows)}"
@@ -64,7 +64,7 @@ def _gain_table(b: Leaderboard, against: str | None) -> str:
     table = gains(b, against)
     if not table:
         return ""
-    head = "".join(f"<th>{_e(_ratio_label(r))}</th>" for r in b.ratios)
+    head = "".join(f"<th>{_e(ratio_label(r))}</th>" for r in b.ratios)
     rows = []
     for row in b.rows:
         if not any((row, r) in table for r in b.ratios):
@@ -78,7 +78,7 @@ def _gain_table(b: Leaderboard, against: str | None) -> str:
             p = "" if g.p is None else f", p={g.p:.3f}"
             cells.append(f"<td class='{'sig' if g.significant else ''}' data-v='{g.delta:.4f}'>"
                          f"{_e(g.text())} <small>(n={g.n}/{g.n_ref}{p})</small></td>")
-        rows.append(f"<tr><td class='l'>{_e(_selector_label(row))}</td><td class='l'>"
+        rows.append(f"<tr><td class='l'>{_e(selector_label(row))}</td><td class='l'>"
                     f"{_e(row.label_mode)}</td>{''.join(cells)}</tr>")
     what = "Random + soft labels" if against == "soft" else "Random with the same labels"
     return (f"<h3>Δ to {what}</h3><table class='sortable'><thead><tr><th class='l'>selector"

@@ -208,11 +208,11 @@ def leaderboard_tables(trials: pd.DataFrame) -> list[Leaderboard]:
     return boards
 
 
-def _ratio_label(ratio: float) -> str:
+def ratio_label(ratio: float) -> str:
     return f"{100 * ratio:g}%"
 
 
-def _selector_label(row: RowKey) -> str:
+def selector_label(row: RowKey) -> str:
     return row.selector + (f" ({row.config})" if row.config else "")
 
 
@@ -231,7 +231,7 @@ def rank_mark(board: Leaderboard, row: RowKey, ratio: float, text: str, bold: st
     return text
 
 
-def _paper_text(board: Leaderboard, row: RowKey, ratio: float) -> str | None:
+def paper_text(board: Leaderboard, row: RowKey, ratio: float) -> str | None:
     """The published values of a cell, each with ours minus it."""
     values = (board.paper or {}).get((row, ratio))
     if not values:
@@ -241,23 +241,23 @@ def _paper_text(board: Leaderboard, row: RowKey, ratio: float) -> str | None:
                      for v in values)
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
 def _md_table(board: Leaderboard, with_paper: bool) -> list[str]:
-    lines = ["| selector | label mode | " + " | ".join(map(_ratio_label, board.ratios)) + " |",
+    lines = ["| selector | label mode | " + " | ".join(map(ratio_label, board.ratios)) + " |",
              "|---|---|" + "---:|" * len(board.ratios)]
     for row in board.rows:
         cells = []
         for ratio in board.ratios:
             text, _ = _ours(board, row, ratio)
             text = rank_mark(board, row, ratio, text) if (row, ratio) in board.cells else text
-            paper = _paper_text(board, row, ratio) if with_paper else None
+            paper = paper_text(board, row, ratio) if with_paper else None
             if with_paper:
-                text = f"ours {text}" + (f" \\| paper {_md_escape(paper)}" if paper else "")
+                text = f"ours {text}" + (f" \\| paper {md_escape(paper)}" if paper else "")
             cells.append(text)
-        lines.append(f"| {_md_escape(_selector_label(row))} | {_md_escape(row.label_mode)} | "
+        lines.append(f"| {md_escape(selector_label(row))} | {md_escape(row.label_mode)} | "
                      + " | ".join(cells) + " |")
     return lines
 
@@ -293,17 +293,17 @@ def _rich_table(board: Leaderboard, with_paper: bool) -> Table:
     table.add_column("selector")
     table.add_column("label mode")
     for ratio in board.ratios:
-        table.add_column(_ratio_label(ratio), justify="right")
+        table.add_column(ratio_label(ratio), justify="right")
     for row in board.rows:
         cells = []
         for ratio in board.ratios:
             text, best = _ours(board, row, ratio)
             cell = Text(text, style="bold green" if best else "")
-            paper = _paper_text(board, row, ratio) if with_paper else None
+            paper = paper_text(board, row, ratio) if with_paper else None
             if paper:
                 cell.append(f" | paper {paper}", style="dim")
             cells.append(cell)
-        table.add_row(Text(_selector_label(row)), Text(row.label_mode), *cells)
+        table.add_row(Text(selector_label(row)), Text(row.label_mode), *cells)
     return table
 
 

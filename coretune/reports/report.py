@@ -19,10 +19,10 @@ from coretune.reports.formats import render_csv, render_latex, render_report_mar
 from coretune.reports.html import render_html
 from coretune.reports.leaderboard import (
     Leaderboard,
-    _ratio_label,
-    _selector_label,
     leaderboard_tables,
+    ratio_label,
     render_rich,
+    selector_label,
 )
 from coretune.reports.plots import all_figures
 from coretune.reports.provenance import Provenance
@@ -58,8 +58,8 @@ def compare_runs(trials: pd.DataFrame, dirs: list[str]) -> str:
             if cb is None:
                 continue
             p = welch(ca.values, cb.values)
-            lines.append(f"| {key[0]} / {key[1]} | {_selector_label(row)} | {row.label_mode} | "
-                         f"{_ratio_label(ratio)} | {ca.text()} | {cb.text()} | "
+            lines.append(f"| {key[0]} / {key[1]} | {selector_label(row)} | {row.label_mode} | "
+                         f"{ratio_label(ratio)} | {ca.text()} | {cb.text()} | "
                          f"{cb.mean - ca.mean:+.2f} | {'–' if p is None else f'{p:.3f}'} |")
     return "\n".join(lines) + "\n"
 
