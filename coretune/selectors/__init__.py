@@ -15,11 +15,10 @@ from coretune.selectors.base import (
     SelectorArgumentError,
     UnknownSelectorError,
     available_selectors,
-    budget_for,
     get_selector,
     register_selector,
-    select,
 )
+from coretune.selectors.contract import budget_for, select
 
 __all__ = [
     "HIGHER_IS_HARDER", "MissingArtifactError", "Selection", "SelectionContext",
