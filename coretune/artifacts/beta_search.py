@@ -9,8 +9,10 @@ ELFS (Zheng, Tsai et al., ICLR 2025, Sec. 4.3 and App. B) grid-searches β. Here
    pseudo-labels (the held-out evaluator) — the test split's accuracy is recorded beside,
    for reports only;
 3. stop the grid once the held-out accuracy has fallen ``patience`` times in a row below
-   the best
-   (the β curve is unimodal in the paper), and with ``scheduler: asha`` stop weak β trials
+   the best (the β curve is unimodal in the paper) — by more than ``tolerance`` standard
+   errors of the best, ``√(a(1 − a)/m)`` on the m held-out samples, so that sampling
+   noise on a small split does not end the search on its rising slope (``tolerance: 0``
+   stops at the first fall of any size) — and with ``scheduler: asha`` stop weak β trials
    early by ASHA's rule (Li et al., MLSys 2020: at rung ``grace·η^k`` a trial below the
    (1 − 1/η) quantile of the rung stops);
 4. β* is the best completed β (ties to the smaller).
@@ -48,8 +50,9 @@ TEST = "test_matched_acc"  # reported beside, never chosen on
 def search_settings(trial: TrialSpec) -> dict[str, Any]:
     a = trial.selector_args
     return {"grid": [float(b) for b in a.get("beta_grid") or DEFAULT_GRID],
-            "patience": int(a.get("patience", 1)), "fraction": float(a.get("search_fraction",
-                                                                             0.1)),
+            "patience": int(a.get("patience", 1)),
+            "tolerance": float(a.get("stop_tolerance", 1.0)),
+            "fraction": float(a.get("search_fraction", 0.1)),
             "scheduler": a.get("search_scheduler", "asha"), "score": a.get("score", "aum"),
             "grace_period": int(a.get("grace_period", 1)),
             "reduction_factor": float(a.get("reduction_factor", 3.0)),
@@ -161,6 +164,8 @@ class GridState:
 
     betas: list[float]
     patience: int
+    val_size: int = 0  # held-out samples m: a fall counts beyond tolerance·√(a(1 − a)/m)
+    tolerance: float = 0.0
     results: dict[float, dict] = field(default_factory=dict)  # β → {metric, test, status}
     fails: int = 0
     done: bool = False
@@ -176,13 +181,19 @@ class GridState:
         best = self.best()
         self.results[beta] = {"heldout_acc": heldout, TEST: test, "status": status,
                               "epochs": epochs}
-        if best is not None and (status != "ok" or heldout < self.results[best][METRIC]):
+        if best is not None and (status != "ok" or heldout < self._floor(best)):
             self.fails += 1  # consecutive falls below the best
             self.done = self.fails >= self.patience
         else:
             self.fails = 0
         if self.next_beta() is None:
             self.done = True
+
+    def _floor(self, best: float) -> float:
+        """The held-out accuracy below which a β counts as a fall from ``best``."""
+        a = self.results[best][METRIC]
+        se = np.sqrt(a * (1.0 - a) / self.val_size) if self.val_size else 0.0
+        return a - self.tolerance * se
 
     def best(self) -> float | None:
         ok = [b for b, r in self.results.items() if r["status"] == "ok"]
@@ -208,7 +219,7 @@ def run_beta_search(inputs: SearchInputs) -> GridState:
     """The whole search, one trial after the other (the reference the Tune path matches)."""
     p = inputs.params
     state = GridState(distinct_betas(p["grid"], inputs.train_pos.size, p["ratio"]),
-                      p["patience"])
+                      p["patience"], inputs.val_pos.size, p["tolerance"])
     rule = (AshaRule(p["grace_period"], p["reduction_factor"], p["student"]["budget"][
         "max_reports"]) if p["scheduler"] == "asha" else None)
     while (beta := state.next_beta()) is not None:
@@ -223,7 +234,7 @@ def run_beta_search(inputs: SearchInputs) -> GridState:
     return state
 
 
-@register_artifact("beta_search", version=1, params=beta_search_params,
+@register_artifact("beta_search", version=2, params=beta_search_params,
                    deps=lambda trial: {"scores": "pseudo_dynamics", "labels": "pseudo_labels"},
                    provides={"beta_search": lambda art: float(art.meta["beta"])}, gpu=True)
 def build_beta_search(ctx: BuildContext) -> Built:

@@ -2,12 +2,13 @@
 
 A :class:`SequentialGrid` searcher proposes each search's β values in increasing order,
 one at a time, and ends a search once its held-out (pseudo-label) accuracy falls
-``patience`` times below the best; :class:`PerSearchScheduler` runs one Tune
-``ASHAScheduler`` per search (a β trial is only ever compared with the β trials of its own
-search and ratio) or FIFO. The trials train the students of
-:func:`coretune.artifacts.beta_search.beta_trial`; when Tune ends, each search is committed
-to the store as the same artifact :func:`~coretune.artifacts.beta_search.run_beta_search`
-builds in one process, and its β curve is written as rows of the ``beta_search`` table.
+``patience`` times below the best (beyond ``tolerance`` standard errors);
+:class:`PerSearchScheduler` runs one Tune ``ASHAScheduler`` per search (a β trial is
+only ever compared with the β trials of its own search and ratio) or FIFO. The trials
+train the students of :func:`coretune.artifacts.beta_search.beta_trial`; when Tune ends,
+each search is committed to the store as the same artifact
+:func:`~coretune.artifacts.beta_search.run_beta_search` builds in one process, and its β
+curve is written as rows of the ``beta_search`` table.
 """
 
 from __future__ import annotations
@@ -149,10 +150,11 @@ def run_beta_searches(nodes: list[Node], datasets: dict[str, ImageDataset],
         p = dict(node.params)
         deps = {name: dep.key for name, dep in node.deps}
         pseudo = store.load(deps["labels"]).array("labels")
-        n_train = stratified_split(pseudo, p["fraction"], p["seed"])[0].size
+        train_pos, val_pos = stratified_split(pseudo, p["fraction"], p["seed"])
         payload = {"key": node.key, "params": p, "deps": deps, "fingerprint": node.fingerprint}
-        searches[node.key] = (payload, GridState(distinct_betas(p["grid"], n_train, p["ratio"]),
-                                                 p["patience"]))
+        searches[node.key] = (payload, GridState(
+            distinct_betas(p["grid"], train_pos.size, p["ratio"]), p["patience"],
+            val_pos.size, p["tolerance"]))
         settings[node.key] = {"scheduler": p["scheduler"], "grace_period": p["grace_period"],
                               "reduction_factor": p["reduction_factor"],
                               "max_t": p["student"]["budget"]["max_reports"]}

@@ -308,12 +308,13 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
 
     res = plan.spec.resources
     run_id = f"{plan.spec.name}-{uuid.uuid4().hex[:10]}"
-    actors = []
+    actors, pinned = [], []  # the refs stay alive (pinned by this driver) for the run
     for key, student in teacher_keys.items():
-        logits_ref = ray.put(plan.store.load(key).array("train_logits"))
+        pinned += [ray.put(plan.datasets[student.data_key]),
+                   ray.put(plan.store.load(key).array("train_logits"))]
         actors.append(TeacherActor.options(
             name=teacher_actor_name(run_id, key), num_gpus=res.teacher_gpu,
-        ).remote(plan.datasets[student.data_key], plan.store.uri, key, [logits_ref],
+        ).remote(pinned[-2:-1], plan.store.uri, key, pinned[-1:],
                  "cuda" if res.teacher_gpu > 0 else "cpu"))
     ray.get([a.info.remote() for a in actors])
 

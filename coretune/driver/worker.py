@@ -41,9 +41,12 @@ class TeacherActor(TeacherService):
     the service from the artifact store, and calls waiting on it are retried.
     """
 
-    def __init__(self, ds: ImageDataset, store_uri: str, key: str, logits_ref: list,
+    def __init__(self, ds_ref: list, store_uri: str, key: str, logits_ref: list,
                  device: str = "cpu"):
-        super().__init__(ds, store_uri, key, device)
+        # The dataset and the fixed logits come as ``[ObjectRef]`` (owned and pinned by the
+        # driver for the whole run), so the constructor's own arguments stay small and
+        # inline: a restart re-runs it and fetches them again.
+        super().__init__(ray.get(ds_ref[0]), store_uri, key, device)
         self._logits_ref = logits_ref
 
     def logits_ref(self) -> list:

@@ -18,7 +18,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:13px}
 th,td{border:1px solid #bbb;padding:3px 8px;text-align:right}
 th{background:#eee;cursor:pointer} td.l,th.l{text-align:left}
 td.best{font-weight:bold;background:#e6f4e6} td.second{text-decoration:underline}
-td.sig{color:#063} img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
+td.up{color:#063}td.down{color:#a00} img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
 .claim-true{color:#063}.claim-false{color:#a00}.claim-none{color:#777}
 """
 
@@ -76,7 +76,8 @@ def _gain_table(b: Leaderboard, against: str | None) -> str:
                 cells.append("<td>–</td>")
                 continue
             p = "" if g.p is None else f", p={g.p:.3f}"
-            cells.append(f"<td class='{'sig' if g.significant else ''}' data-v='{g.delta:.4f}'>"
+            sign = ("up" if g.delta > 0 else "down") if g.significant else ""
+            cells.append(f"<td class='{sign}' data-v='{g.delta:.4f}'>"
                          f"{_e(g.text())} <small>(n={g.n}/{g.n_ref}{p})</small></td>")
         rows.append(f"<tr><td class='l'>{_e(selector_label(row))}</td><td class='l'>"
                     f"{_e(row.label_mode)}</td>{''.join(cells)}</tr>")

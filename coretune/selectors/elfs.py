@@ -45,6 +45,7 @@ def elfs(ctx: SelectionContext, budget: int, beta: Beta | Literal["auto"] = "aut
          beta_grid: list[Beta] | None = None,
          search_scheduler: Literal["fifo", "asha"] = "asha",
          patience: Annotated[int, Ge(1)] = 1,
+         stop_tolerance: Annotated[float, Interval(ge=0.0, le=100.0)] = 1.0,
          search_fraction: Annotated[float, Interval(gt=0.0, lt=1.0)] = 0.1,
          search_seed: Annotated[int, Ge(0)] = 0, grace_period: Annotated[int, Ge(1)] = 1,
          reduction_factor: Annotated[float, Interval(gt=1.0, le=100.0)] = 3.0,

@@ -152,3 +152,26 @@ def test_asha_rule_matches_ray_tunes_bracket():
 def test_distinct_betas_drop_cuts_beyond_the_budget():
     # 100 samples at ratio 0.5: β ≥ 0.5 all cut 50 samples, only the first is kept
     assert distinct_betas([0.0, 0.2, 0.5, 0.6, 0.9], 100, 0.5) == [0.0, 0.2, 0.5]
+
+
+def test_grid_stops_on_a_fall_beyond_the_noise_of_the_held_out_split():
+    from coretune.artifacts.beta_search import GridState
+
+    def run(curve: dict[float, float], **kw) -> GridState:
+        state = GridState(sorted(curve), **kw)
+        while (beta := state.next_beta()) is not None:
+            state.record(beta, curve[beta], None, "ok", 3)
+        return state
+
+    # a rising curve with a dip of 3 points at β = 0.2, then a real fall after 0.5
+    curve = {0.0: 0.60, 0.1: 0.66, 0.2: 0.63, 0.3: 0.70, 0.4: 0.74, 0.5: 0.80,
+             0.6: 0.60, 0.7: 0.55, 0.8: 0.50}
+    strict = run(curve, patience=1)  # any fall stops: ends on the dip, β* on the slope
+    assert strict.best() == 0.1 and sorted(strict.results) == [0.0, 0.1, 0.2]
+    # 144 held-out samples: one standard error at 0.66 is √(0.66·0.34/144) = 3.9 points
+    noisy = run(curve, patience=1, val_size=144, tolerance=1.0)
+    assert noisy.best() == 0.5 and sorted(noisy.results) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5,
+                                                              0.6]
+    # 5,000 held-out samples: 0.7 points; the 3-point dip is a real fall
+    assert run(curve, patience=1, val_size=5000, tolerance=1.0).best() == 0.1
+    assert run(curve, patience=2).best() == 0.5  # patience also rides out one dip
