@@ -21,14 +21,17 @@ from coretune.spec import TrialSpec
 
 
 def selection_params(trial: TrialSpec) -> Mapping[str, Any]:
-    """The selector, its arguments (a score file by its content, never its path), the
-    ratio and the seed."""
+    """The selector (and its version once bumped past 1), its arguments (a score file by
+    its content, never its path), the ratio and the seed."""
     args = dict(trial.selector_args)
     if args.get("score_file"):
         from coretune.artifacts.external_scores import score_file_digest
 
         args["score_file"] = "sha256:" + score_file_digest(args["score_file"])
-    return {"selector": trial.selector, "args": args, "ratio": trial.ratio, "seed": trial.seed}
+    params = {"selector": trial.selector, "args": args, "ratio": trial.ratio,
+              "seed": trial.seed}
+    version = get_selector(trial.selector).version
+    return params if version == 1 else {**params, "selector_version": version}
 
 
 def selector_needs(trial: TrialSpec) -> frozenset[str]:

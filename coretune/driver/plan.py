@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from coretune.artifacts.graph import Node, get_kind, need_nodes, node_for
 from coretune.artifacts.store import ArtifactStore
@@ -154,6 +155,16 @@ def _dataset(spec: DataSpec, root: str | None, download: bool, dry_run: bool,
                             info.augment, fingerprint=MISSING + canonical_json(spec))
 
 
+def finished(previous: pd.DataFrame, sweep: str) -> dict[str, tuple[str | None, str | None]]:
+    """trial id → (selection key, teacher key) of the sweep's newest ``ok`` rows. A student
+    counts as done only if its coreset and teacher are still the ones it was trained with:
+    a bumped selector, dynamics or teacher version re-runs exactly the students it touches
+    (their new rows supersede the old ones, which stay in the part files)."""
+    ok = previous[(previous["sweep"] == sweep) & (previous["status"] == "ok")]
+    keys = [None if pd.isna(k) else k for k in ok.get("teacher_key", [None] * len(ok))]
+    return dict(zip(ok["trial_id"], zip(ok["selection_key"], keys, strict=True), strict=True))
+
+
 def plan_trial(trial: TrialSpec, dkey: str, fingerprint: str) -> PlannedTrial:
     label_needs = get_label_source(trial.label_mode).needs
     selection = node_for("selection", trial, fingerprint)
@@ -195,13 +206,12 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     results.read("curves")
     results.read("selections")
     results.read("beta_search")
-    done = set(previous.loc[(previous["sweep"] == spec.name) & (previous["status"] == "ok"),
-                            "trial_id"])
     planned = []
     for t in trials:
         dkey = data_key(t.dataset)
         planned.append(plan_trial(t, dkey, datasets[dkey].fingerprint))
-    todo = [p for p in planned if p.trial_id not in done]
+    done = finished(previous, spec.name)
+    todo = [p for p in planned if done.get(p.trial_id) != (p.selection.key, p.teacher_key)]
     store = ArtifactStore(cache)
     plan = Plan(spec, results, store, datasets, todo, len(planned) - len(todo),
                 groups=group_trials(todo, spec.students_per_trial), notes=notes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -30,13 +29,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from coretune.artifacts.graph import get_kind
 from coretune.artifacts.selection import load_selection
+from coretune.driver.build import TUNE_KINDS, build_artifacts, tune_storage
 from coretune.driver.plan import Plan, PlannedTrial, check_resources, check_shared, plan_sweep
 from coretune.driver.worker import (
     NAMESPACE,
     TeacherActor,
-    build_node,
     coretune_trainable,
     teacher_actor_name,
 )
@@ -83,51 +81,6 @@ def init_ray(address: str | None) -> bool:
         raise ConnectionError(f"--address {address}: cannot join the Ray cluster "
                               f"({' '.join(str(err).split())})") from None
     return True
-
-
-#: kinds the driver builds as Tune experiments instead of single Ray tasks
-TUNE_KINDS = {"beta_search"}
-
-
-def build_artifacts(plan: Plan) -> tuple[float, int]:
-    """Build every missing node, dependencies first, independent ones in parallel; each
-    exactly once (the store's lock) even with other drivers at work. Most are Ray tasks;
-    ELFS's β searches are Tune experiments, and what depends on them is built after."""
-    started = time.perf_counter()
-    searches = [n for n in plan.missing if n.kind in TUNE_KINDS]
-    search_keys = {n.key for n in searches}
-    after = [n for n in plan.missing if n.key not in search_keys
-             and any(d.key in search_keys for d in n.walk()[:-1])]
-    later = {n.key for n in after}
-    built = _build_tasks(plan, [n for n in plan.missing
-                                if n.key not in search_keys and n.key not in later])
-    if searches:
-        from coretune.driver.beta_search import run_beta_searches
-
-        run_beta_searches(searches, plan.datasets, plan.store, plan.spec.resources,
-                          _tune_storage(plan))
-        plan.cached |= search_keys
-        built += len(searches)
-    built += _build_tasks(plan, after)
-    return time.perf_counter() - started, built
-
-
-def _build_tasks(plan: Plan, nodes: list) -> int:
-    """Build ``nodes`` (in dependency order) as Ray tasks; the number actually built."""
-    res = plan.spec.resources
-    data_refs = {k: ray.put(ds) for k, ds in plan.datasets.items()}
-    by_fp = {ds.fingerprint: k for k, ds in plan.datasets.items()}
-    refs: dict[str, ray.ObjectRef] = {}
-    for node in nodes:
-        gpu = res.gpu if get_kind(node.kind).gpu else 0.0
-        deps = [refs[d.key] for _, d in node.deps if d.key in refs]
-        refs[node.key] = build_node.options(num_cpus=res.cpu, num_gpus=gpu).remote(
-            plan.store.uri, node, data_refs[by_fp[node.fingerprint]], plan.spec.plugins,
-            int(res.cpu), *deps)
-    results = ray.get(list(refs.values()))
-    for key, _, _ in results:
-        plan.cached.add(key)
-    return sum(1 for _, built, _ in results if built)
 
 
 def _write_beta_searches(plan: Plan) -> None:
@@ -286,12 +239,6 @@ def _write_selections(plan: Plan) -> dict[str, float]:
     return seconds
 
 
-def _tune_storage(plan: Plan) -> str:
-    loc = plan.results.location
-    return loc.path("tune") if loc.is_local else os.path.join(tempfile.gettempdir(),
-                                                              "coretune-tune")
-
-
 def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None = None,
              quiet: bool = False, reuse_actors: bool = True) -> SweepSummary:
     """Build artifacts, start teacher actors, run the Tune trials, write Parquet parts."""
@@ -300,7 +247,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     if sum(bool(n.get("Alive")) for n in ray.nodes()) > 1 and not plan.allow_node_local:
         check_shared(plan.store.uri, plan.results.uri)
     check_resources(plan.spec, ray.cluster_resources(), "the Ray cluster")
-    artifact_seconds, built = build_artifacts(plan)
+    artifact_seconds, built = build_artifacts(plan, console, quiet)
     teacher_keys = {s.teacher_key: s for g in plan.groups for s in g if s.teacher_key}
     teacher_acc = {k: float(plan.store.load(k).meta["test_acc"]) for k in teacher_keys}
     select_seconds = _write_selections(plan)
@@ -345,7 +292,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         tune_config=tune.TuneConfig(metric=plan.spec.metric, mode=plan.spec.metric_mode,
                                     reuse_actors=reuse_actors,
                                     scheduler=_scheduler(plan, scheduler)),
-        run_config=tune.RunConfig(name=plan.spec.name, storage_path=_tune_storage(plan),
+        run_config=tune.RunConfig(name=plan.spec.name, storage_path=tune_storage(plan),
                                   verbose=0, callbacks=[writer],
                                   failure_config=tune.FailureConfig(
                                       max_failures=plan.spec.retries)),

@@ -53,9 +53,9 @@ def compare_runs(trials: pd.DataFrame, dirs: list[str]) -> str:
              f"{a} | {b} | Δ (B − A) | p (Welch) |", "|---|---|---|---:|---:|---:|---:|---:|"]
     for key in sorted(set(boards[a]) & set(boards[b])):
         ba, bb = boards[a][key], boards[b][key]
-        for (row, ratio), ca in ba.cells.items():
-            cb = bb.cells.get((row, ratio))
-            if cb is None:
+        for row, ratio in ((row, r) for row in ba.rows for r in ba.ratios):  # table order
+            ca, cb = ba.cells.get((row, ratio)), bb.cells.get((row, ratio))
+            if ca is None or cb is None:
                 continue
             p = welch(ca.values, cb.values)
             lines.append(f"| {key[0]} / {key[1]} | {selector_label(row)} | {row.label_mode} | "

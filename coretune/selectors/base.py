@@ -211,6 +211,7 @@ class SelectorInfo:
     paper: str
     balanced_default: bool = False
     needs_validation: bool = False  # its proxies need the dataset's validation split
+    version: int = 1  # bumped when the algorithm changes: its cached coresets are rebuilt
 
     def class_balanced(self, args: Mapping[str, Any] | None = None) -> bool:
         """Whether ``args`` ask for per-class budgets (else the selector's default):
@@ -283,7 +284,7 @@ _REGISTRY: dict[str, SelectorInfo] = {}
 
 def register_selector(
     name: str, *, needs: NeedsSpec = (), label_free: bool = False, paper: str = "",
-    class_balanced: bool = False, needs_validation: bool = False,
+    class_balanced: bool = False, needs_validation: bool = False, version: int = 1,
 ) -> Callable[[SelectorFn], SelectorFn]:
     """Register ``fn(ctx, budget, **args) -> Selection`` under ``name``.
 
@@ -292,6 +293,8 @@ def register_selector(
     Every selector takes ``class_balanced`` (default ``class_balanced``): per-class budgets,
     the selector run on each class alone (see :func:`select`). ``needs_validation``:
     the selector reads validation-split signals (the spec must hold out a split).
+    ``version``: bump it when the algorithm changes; it enters the key of every coreset
+    the selector builds, so exactly those (and the students trained on them) are redone.
     """
 
     def decorate(fn: SelectorFn) -> SelectorFn:
@@ -302,7 +305,7 @@ def register_selector(
                              "set register_selector(class_balanced=...) for its default")
         info = SelectorInfo(name=name, fn=fn, needs_spec=needs, label_free=label_free,
                             paper=paper, balanced_default=class_balanced,
-                            needs_validation=needs_validation)
+                            needs_validation=needs_validation, version=version)
         info.needs({})  # fail at import time on a bad declaration
         _REGISTRY[name] = info
         return fn

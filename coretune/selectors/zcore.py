@@ -98,7 +98,7 @@ def zcore_raw_scores(embeddings: np.ndarray, rng: np.random.Generator, n_samples
     return scores
 
 
-@register_selector("zcore", needs={"embeddings"}, label_free=True,
+@register_selector("zcore", needs={"embeddings"}, label_free=True, version=2,
                    paper="Griffin et al., Zero-Shot Coreset Selection: Efficient Pruning for "
                          "Unlabeled Data, 2024 (voxel51/zcore)")
 def zcore(ctx: SelectionContext, budget: int, n_samples: Annotated[int, Ge(1)] | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -159,6 +160,40 @@ def test_version_bump_rebuilds_exactly_that_kind_and_dependants(swept, monkeypat
     assert all(dict(n.deps).get("scores") is not None for n in after.missing
                if n.kind == "selection")
     assert {n.key for n in after.nodes if n.kind == "teacher"} <= after.cached
+
+
+def test_a_bumped_version_reruns_exactly_the_students_it_touches(swept, monkeypatch):
+    """Into the same output: a dynamics bump re-plans the 8 ccs students (their coresets
+    change), a selector bump the 8 random ones, a teacher bump the 8 soft and kd ones."""
+    from coretune.artifacts import graph
+    from coretune.selectors.base import _REGISTRY
+
+    spec, root, _ = swept
+    assert plan_sweep(spec, root / "out", root / "cache").trials == []
+
+    def bump_kind(m: pytest.MonkeyPatch, kind: str) -> None:
+        old = graph._KINDS[kind]
+        m.setitem(graph._KINDS, kind,
+                  graph.ArtifactKind(**{**old.__dict__, "version": old.version + 1}))
+
+    def replanned() -> tuple[set[tuple[str, str]], int]:
+        plan = plan_sweep(spec, root / "out", root / "cache")
+        return {(p.spec.selector, p.spec.label_mode) for p in plan.trials}, len(plan.trials)
+
+    with monkeypatch.context() as m:
+        m.setitem(_REGISTRY, "random", replace(_REGISTRY["random"], version=2))
+        assert replanned() == ({("random", mode) for mode in MODES}, 8)
+    with monkeypatch.context() as m:
+        bump_kind(m, "dynamics")
+        assert replanned() == ({("ccs", mode) for mode in MODES}, 8)
+    with monkeypatch.context() as m:
+        bump_kind(m, "teacher")
+        assert replanned() == ({(s, mode) for s in ("random", "ccs") for mode in ("soft", "kd")},
+                              8)
+    assert plan_sweep(spec, root / "out", root / "cache").trials == []
+
+
+MODES = ("hard", "smooth", "soft", "kd")
 
 
 def test_keys_do_not_depend_on_where_the_data_lives(tmp_path, write_spec):
