@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,6 +35,7 @@ from coretune.driver.build import TUNE_KINDS, build_artifacts, tune_storage
 from coretune.driver.plan import Plan, PlannedTrial, check_resources, check_shared, plan_sweep
 from coretune.driver.worker import (
     NAMESPACE,
+    RunRefs,
     TeacherActor,
     coretune_trainable,
     teacher_actor_name,
@@ -255,13 +257,17 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
 
     res = plan.spec.resources
     run_id = f"{plan.spec.name}-{uuid.uuid4().hex[:10]}"
-    actors, pinned = [], []  # the refs stay alive (pinned by this driver) for the run
+    actors = []
+    # on the driver's node: it lives exactly as long as the objects' owner, this driver
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    run_refs = RunRefs.options(name=f"{run_id}:refs", namespace=NAMESPACE,
+                               scheduling_strategy=here).remote()
     for key, student in teacher_keys.items():
-        pinned += [ray.put(plan.datasets[student.data_key]),
-                   ray.put(plan.store.load(key).array("train_logits"))]
+        ray.get(run_refs.put.remote(key, [ray.put(plan.datasets[student.data_key]),
+                                          ray.put(plan.store.load(key).array("train_logits"))]))
         actors.append(TeacherActor.options(
             name=teacher_actor_name(run_id, key), num_gpus=res.teacher_gpu,
-        ).remote(pinned[-2:-1], plan.store.uri, key, pinned[-1:],
+        ).remote(f"{run_id}:refs", plan.store.uri, key,
                  "cuda" if res.teacher_gpu > 0 else "cpu"))
     ray.get([a.info.remote() for a in actors])
 
@@ -303,7 +309,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     tune_seconds = time.perf_counter() - t0
 
     teacher_service = {info["key"]: info for info in ray.get([a.info.remote() for a in actors])}
-    for a in actors:
+    for a in [*actors, run_refs]:
         ray.kill(a)
     counts: dict[str, int] = {}
     for r in writer.rows:

@@ -33,21 +33,36 @@ NAMESPACE = "coretune"
 _WORKER: dict[tuple, Any] = {}
 
 
+@ray.remote(num_cpus=0)
+class RunRefs:
+    """Object refs of one sweep run (datasets, fixed logits), owned and pinned by the driver,
+    that restartable actors fetch in their constructors: the refs stay out of the
+    constructors' own arguments, so a restart fetches them again from here."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, list] = {}
+
+    def put(self, name: str, refs: list) -> None:
+        self.refs[name] = refs
+
+    def get(self, name: str) -> list:
+        return self.refs[name]
+
+
 @ray.remote(num_cpus=0, max_restarts=5, max_task_retries=5)
 class TeacherActor(TeacherService):
     """A :class:`TeacherService` as a named actor; fixed logits live in the object store.
 
-    Restartable: if its process or node dies, Ray re-runs the constructor, which rebuilds
-    the service from the artifact store, and calls waiting on it are retried.
+    Restartable: if its process or node dies, Ray re-runs the constructor, which takes the
+    dataset and logits refs from the run's :class:`RunRefs` and rebuilds the service from
+    the artifact store; calls waiting on it are retried.
     """
 
-    def __init__(self, ds_ref: list, store_uri: str, key: str, logits_ref: list,
-                 device: str = "cpu"):
-        # The dataset and the fixed logits come as ``[ObjectRef]`` (owned and pinned by the
-        # driver for the whole run), so the constructor's own arguments stay small and
-        # inline: a restart re-runs it and fetches them again.
-        super().__init__(ray.get(ds_ref[0]), store_uri, key, device)
-        self._logits_ref = logits_ref
+    def __init__(self, refs_actor: str, store_uri: str, key: str, device: str = "cpu"):
+        ds_ref, logits_ref = ray.get(
+            ray.get_actor(refs_actor, namespace=NAMESPACE).get.remote(key))
+        super().__init__(ray.get(ds_ref), store_uri, key, device)
+        self._logits_ref = [logits_ref]
 
     def logits_ref(self) -> list:
         """``[ObjectRef]`` of the fixed train logits (wrapped so Ray does not resolve it)."""

@@ -199,7 +199,7 @@ def test_teacher_actor_killed_midway_is_rebuilt_and_trials_succeed(tmp_path, ray
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                     if a["name"].startswith("kd_kill-")]
+                     if a["name"].startswith("kd_kill-") and ":teacher-" in a["name"]]
             if names and results.parts("trials"):
                 ray.kill(ray.get_actor(names[0], namespace="coretune"), no_restart=False)
                 killed.append(names[0])
