@@ -43,6 +43,12 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _legend_outside(ax, ncol: int = 1) -> None:
+    """The legend to the right of the axes, where it hides no curve."""
+    ax.legend(fontsize=6, ncol=ncol, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
+
+
 def _ratio_axis(ax, percents: list[float]) -> None:
     """A log axis of selection ratios, ticked at the ratios themselves."""
     ax.set_xscale("log")
@@ -53,7 +59,7 @@ def _ratio_axis(ax, percents: list[float]) -> None:
 
 def accuracy_vs_ratio(board: Leaderboard) -> bytes:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.6))
     selectors = sorted({(r.selector, r.config) for r in board.rows})
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(1, len(selectors))))
     color = {s: colors[i] for i, s in enumerate(selectors)}
@@ -64,15 +70,18 @@ def accuracy_vs_ratio(board: Leaderboard) -> bytes:
         x = [100 * r for r, _ in pts]
         ax.errorbar(x, [c.mean for _, c in pts], yerr=[c.std or 0.0 for _, c in pts],
                     linestyle=LINESTYLE.get(row.label_mode, "-"), marker="o", markersize=3,
-                    capsize=2, color=color[row.selector, row.config],
+                    capsize=2, color="black" if row.selector == "random" and not row.config
+                    else color[row.selector, row.config],
+                    linewidth=2.0 if row.selector == "random" else 1.2,
                     label=f"{row.selector}{' (' + row.config + ')' if row.config else ''}"
                           f" · {row.label_mode}")
     if board.teacher_test_acc is not None:
-        ax.axhline(board.teacher_test_acc, color="black", linewidth=0.8, label="teacher")
+        ax.axhline(board.teacher_test_acc, color="grey", linewidth=0.8, linestyle=":",
+                   label="teacher")
     _ratio_axis(ax, [100 * r for r in board.ratios])
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{board.dataset} / {board.arch}: hard dashed, soft solid")
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    ax.set_title(f"{board.dataset} / {board.arch}: hard dashed, soft solid, Random black")
+    _legend_outside(ax, ncol=1 if len(board.rows) <= 16 else 2)
     return _png(fig)
 
 
@@ -102,7 +111,7 @@ def beta_curves(beta: pd.DataFrame) -> bytes | None:
     if beta.empty:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     for (dataset, ratio), grp in beta.sort_values("beta").groupby(["dataset", "ratio"]):
         line, = ax.plot(grp["beta"], 100 * grp["heldout_acc"], marker="o",
                         label=f"{dataset} {100 * ratio:g}%: pseudo-label val")
@@ -116,7 +125,7 @@ def beta_curves(beta: pd.DataFrame) -> bytes | None:
     ax.set_xlabel("β (hard-pruned share)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("ELFS β search (circle: β*, red: stopped by ASHA)")
-    ax.legend(fontsize=6)
+    _legend_outside(ax)
     return _png(fig)
 
 
