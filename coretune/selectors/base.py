@@ -313,13 +313,21 @@ def register_selector(
     return decorate
 
 
+#: methods the papers evaluate that coretune does not implement, and why
+NOT_IMPLEMENTED = {
+    "nfg": "NFG (Mohanty et al., TMLR 2025) is not implemented: its paper and code were not "
+           "available to this project, and a guess would not be the published algorithm",
+}
+
+
 def get_selector(name: str) -> SelectorInfo:
     """The registered selector ``name``; :class:`UnknownSelectorError` if there is none."""
     try:
         return _REGISTRY[name]
     except KeyError:
+        why = f"{NOT_IMPLEMENTED[name]}; " if name in NOT_IMPLEMENTED else ""
         raise UnknownSelectorError(
-            f"unknown selector {name!r}; available: {', '.join(available_selectors())}"
+            f"unknown selector {name!r}; {why}available: {', '.join(available_selectors())}"
         ) from None
 
 
