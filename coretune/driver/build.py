@@ -46,8 +46,11 @@ def build_artifacts(plan: Plan, console: Console | None = None,
              and any(d.key in search_keys for d in n.walk()[:-1])]
     later = {n.key for n in after}
     first = [n for n in plan.missing if n.key not in search_keys and n.key not in later]
+    # each dataset goes to the object store once for both rounds of tasks
+    data_refs = ({ds.fingerprint: ray.put(ds) for ds in plan.datasets.values()}
+                 if first or after else {})
     with _ArtifactView(len(plan.missing), console, quiet) as view:
-        built = _build_tasks(plan, first, view)
+        built = _build_tasks(plan, first, data_refs, view)
         if searches:
             from coretune.driver.beta_search import run_beta_searches
 
@@ -57,24 +60,24 @@ def build_artifacts(plan: Plan, console: Console | None = None,
             plan.cached |= search_keys
             built += len(searches)
             view.done(len(searches))
-        built += _build_tasks(plan, after, view)
+        built += _build_tasks(plan, after, data_refs, view)
     return time.perf_counter() - started, built
 
 
-def _build_tasks(plan: Plan, nodes: list[Node], view: _ArtifactView) -> int:
-    """Build ``nodes`` (in dependency order) as Ray tasks; the number actually built."""
+def _build_tasks(plan: Plan, nodes: list[Node], data_refs: dict[str, ray.ObjectRef],
+                 view: _ArtifactView) -> int:
+    """Build ``nodes`` (in dependency order) as Ray tasks, each with its dataset's ref (by
+    fingerprint); the number actually built."""
     if not nodes:
         return 0
     res = plan.spec.resources
-    data_refs = {k: ray.put(ds) for k, ds in plan.datasets.items()}
-    by_fp = {ds.fingerprint: k for k, ds in plan.datasets.items()}
     refs: dict[str, ray.ObjectRef] = {}
     kind_of: dict[ray.ObjectRef, str] = {}
     for node in nodes:
         gpu = res.gpu if get_kind(node.kind).gpu else 0.0
         deps = [refs[d.key] for _, d in node.deps if d.key in refs]
         refs[node.key] = build_node.options(num_cpus=res.cpu, num_gpus=gpu).remote(
-            plan.store.uri, node, data_refs[by_fp[node.fingerprint]], plan.spec.plugins,
+            plan.store.uri, node, data_refs[node.fingerprint], plan.spec.plugins,
             int(res.cpu), *deps)
         kind_of[refs[node.key]] = node.kind
     pending, results = list(refs.values()), []

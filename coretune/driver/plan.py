@@ -161,8 +161,9 @@ def finished(previous: pd.DataFrame, sweep: str) -> dict[str, tuple[str | None, 
     a bumped selector, dynamics or teacher version re-runs exactly the students it touches
     (their new rows supersede the old ones, which stay in the part files)."""
     ok = previous[(previous["sweep"] == sweep) & (previous["status"] == "ok")]
-    keys = [None if pd.isna(k) else k for k in ok.get("teacher_key", [None] * len(ok))]
-    return dict(zip(ok["trial_id"], zip(ok["selection_key"], keys, strict=True), strict=True))
+    teacher = ok["teacher_key"].astype(object).where(ok["teacher_key"].notna(), None)
+    return dict(zip(ok["trial_id"], zip(ok["selection_key"], teacher, strict=True),
+                    strict=True))
 
 
 def plan_trial(trial: TrialSpec, dkey: str, fingerprint: str) -> PlannedTrial:

@@ -45,9 +45,9 @@ def zcore_draws(x: np.ndarray, rng: np.random.Generator, n_samples: int, sample_
         yield dims, rng.triangular(lo[dims], mode, right, size=(size, dim))
 
 
-def redundancy_penalty(dist: np.ndarray) -> np.ndarray:
-    """Row-normalised ``d⁻ᵉ`` in log space (no overflow for tiny d), given ``e·log d``."""
-    logw = -dist
+def redundancy_penalty(dist: np.ndarray, exponent: float) -> np.ndarray:
+    """Row-normalised ``d⁻ᵉ`` (distances > 0), in log space: no overflow for tiny d."""
+    logw = -exponent * np.log(dist)
     logw -= logw.max(axis=1, keepdims=True)
     w = np.exp(logw)
     return w / w.sum(axis=1, keepdims=True)
@@ -93,7 +93,7 @@ def zcore_raw_scores(embeddings: np.ndarray, rng: np.random.Generator, n_samples
         scores -= np.bincount(nbrs[dup, 0], minlength=n)
         rest = ~dup
         if rest.any():
-            w = redundancy_penalty(redund_exp * np.log(dist[rest]))
+            w = redundancy_penalty(dist[rest], redund_exp)
             scores -= np.bincount(nbrs[rest].ravel(), weights=w.ravel(), minlength=n)
     return scores
 
