@@ -12,18 +12,43 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 KEY_DIGITS = 24
+#: marks a field that changes how a run executes, never what it computes (grouping,
+#: fusing, smoke runs, logging): ``Field(..., json_schema_extra=EXECUTION_ONLY)``
+EXECUTION_ONLY: dict[str, Any] = {"execution_only": True}
 
 
 class Frozen(BaseModel):
     """Immutable, strict (no coercion of strings or booleans into numbers, no inf/NaN), no
-    unknown fields: every spec model derives from it."""
+    unknown fields: every spec model derives from it.
+
+    **The key rule.** :meth:`key_dump` is what a content key hashes. The fields a model
+    lists in ``KEYED_ALWAYS`` (those it had when its keys were first made) enter with their
+    value, default or not, so those keys stay valid; a field added since enters only when
+    set away from its default, and an execution-only field (``EXECUTION_ONLY``) never.
+    Adding a field at its default therefore changes no trial id and no artifact key.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    KEYED_ALWAYS: ClassVar[frozenset[str]] = frozenset()
+
+    def key_dump(self) -> dict[str, Any]:
+        """The JSON form of this model that content keys hash (see the key rule above)."""
+        out: dict[str, Any] = {}
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("execution_only"):
+                continue
+            value = getattr(self, name)
+            if (name not in self.KEYED_ALWAYS and not info.is_required()
+                    and value == info.get_default(call_default_factory=True)):
+                continue
+            out[name] = _plain(value)
+        return out
 
 
 #: seeds are unsigned 32-bit: numpy, torch and CUDA generators all accept them
@@ -32,6 +57,10 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 class OptimizerSpec(Frozen):
     """SGD (optionally Nesterov) or AdamW; cosine or constant schedule with linear warm-up."""
+
+    KEYED_ALWAYS = frozenset({
+        'name', 'lr', 'momentum', 'nesterov', 'weight_decay', 'decay_norm_and_bias', 'batch_size',
+        'schedule', 'warmup_steps'})
 
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)
@@ -47,6 +76,8 @@ class OptimizerSpec(Frozen):
 class BudgetSpec(Frozen):
     """Training length: ``value`` passes over the training set (epochs) or optimiser steps."""
 
+    KEYED_ALWAYS = frozenset({'unit', 'value', 'max_reports'})
+
     unit: Literal["epochs", "iterations"] = "epochs"
     value: int = Field(30, ge=1)
     max_reports: int = Field(20, ge=1)
@@ -57,6 +88,8 @@ class AugmentSpec(Frozen):
 
     ``noise_std`` is added to the normalised input (standard deviations of each channel).
     """
+
+    KEYED_ALWAYS = frozenset({'pad', 'flip', 'noise_std'})
 
     pad: int = Field(0, ge=0)
     flip: bool = False
@@ -70,6 +103,8 @@ class AugmentSpec(Frozen):
 class LabelNoiseSpec(Frozen):
     """Injected training-label noise: ``symmetric`` flips a ``rate`` share of the labels to
     another class uniformly; ``pairwise`` flips them to the next class (c → c + 1 mod K)."""
+
+    KEYED_ALWAYS = frozenset({'kind', 'rate', 'seed'})
 
     kind: Literal["symmetric", "pairwise"] = "symmetric"
     rate: float = Field(gt=0, lt=1)
@@ -86,6 +121,9 @@ class DataSpec(Frozen):
     labels (the test split stays clean).
     """
 
+    KEYED_ALWAYS = frozenset({
+        'name', 'test_fraction', 'val_fraction', 'split_seed', 'image_size', 'label_noise'})
+
     name: str
     test_fraction: float | None = Field(None, gt=0, lt=1)
     val_fraction: float = Field(0.0, ge=0, lt=1)
@@ -99,6 +137,8 @@ class RecipeSpec(Frozen):
 
     ``augment`` None means the dataset's default augmentation (resolved on expansion).
     """
+
+    KEYED_ALWAYS = frozenset({'arch', 'arch_args', 'seed', 'optimizer', 'budget', 'augment'})
 
     arch: str = "small_cnn"
     arch_args: dict[str, Any] = {}
@@ -121,6 +161,10 @@ class DynamicsSpec(RecipeSpec):
     epoch.
     """
 
+    KEYED_ALWAYS = frozenset({
+        'arch', 'arch_args', 'seed', 'optimizer', 'budget', 'augment', 'label_source', 'el2n_epoch',
+        'runs', 'outputs'})
+
     label_source: str = "ground_truth"
     el2n_epoch: int | None = Field(None, ge=1)
     runs: int = Field(1, ge=1, le=100)
@@ -137,6 +181,11 @@ class TrialSpec(Frozen):
     selector needs training-dynamics scores, so neither enters the key of a trial without it.
     ``metric`` is what the sweep optimises (``<split>_<acc|top5|nll|ece>``).
     """
+
+    KEYED_ALWAYS = frozenset({
+        'sweep', 'dataset', 'arch', 'arch_args', 'selector', 'selector_args', 'ratio', 'label_mode',
+        'label_args', 'tau', 'lam', 'eps', 'smoothing', 'seed', 'budget', 'optimizer', 'augment',
+        'teacher', 'dynamics', 'metric'})
 
     sweep: str
     dataset: DataSpec
@@ -167,8 +216,9 @@ class TrialSpec(Frozen):
         return float(b) if isinstance(b, int | float) and not isinstance(b, bool) else None
 
     def science(self) -> dict[str, Any]:
-        """Everything that determines the student's result (the sweep name does not)."""
-        return self.model_dump(mode="json", exclude={"sweep"})
+        """Everything that determines the student's result (the sweep name does not), as
+        its key hashes it (see :class:`Frozen`'s key rule)."""
+        return {k: v for k, v in self.key_dump().items() if k != "sweep"}
 
     def trial_id(self, data_fingerprint: str) -> str:
         """Stable id of this student: a content key of its science and the data."""
@@ -181,6 +231,8 @@ def canonical_json(obj: Any) -> str:
 
 
 def _plain(obj: Any) -> Any:
+    if isinstance(obj, Frozen):
+        return obj.key_dump()
     if isinstance(obj, BaseModel):
         return obj.model_dump(mode="json")
     if isinstance(obj, Mapping):

@@ -63,9 +63,9 @@ def beta_search_params(trial: TrialSpec) -> Mapping[str, Any]:
     """The search settings, the ratio and the student recipe (arch, budget, optimizer)."""
     return {**search_settings(trial), "ratio": trial.ratio,
             "student": {"arch": trial.arch, "arch_args": trial.arch_args,
-                        "budget": trial.budget.model_dump(mode="json"),
-                        "optimizer": trial.optimizer.model_dump(mode="json"),
-                        "augment": trial.augment.model_dump(mode="json")}}
+                        "budget": trial.budget.key_dump(),
+                        "optimizer": trial.optimizer.key_dump(),
+                        "augment": trial.augment.key_dump()}}
 
 
 def pseudo_difficulty(scores: Mapping[str, np.ndarray], name: str) -> np.ndarray:

@@ -178,7 +178,7 @@ def record_dynamics(ds: ImageDataset, recipe: DynamicsSpec, labels: np.ndarray |
 
 
 def dynamics_params(trial: TrialSpec) -> Mapping[str, Any] | None:
-    return None if trial.dynamics is None else trial.dynamics.model_dump(mode="json")
+    return None if trial.dynamics is None else trial.dynamics.key_dump()
 
 
 def dynamics_deps(trial: TrialSpec) -> dict[str, str]:

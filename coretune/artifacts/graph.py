@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coretune.artifacts.store import Artifact, Built
+from coretune.errors import UnknownNameError
+from coretune.registry import DuplicateNameError, Registry, origin_of
 from coretune.spec import DataSpec, TrialSpec, content_key
 from coretune.train.data import ImageDataset
 
@@ -62,11 +64,11 @@ class ArtifactKind:
         return art if fn is None else fn(art)
 
 
-_KINDS: dict[str, ArtifactKind] = {}
-
-
-class UnknownKindError(ValueError):
+class UnknownKindError(UnknownNameError):
     """An artifact kind or a need that nothing registered provides."""
+
+
+KINDS: Registry[ArtifactKind] = Registry("artifact kind", UnknownKindError)
 
 
 def register_artifact(kind: str, version: int, *,
@@ -76,8 +78,8 @@ def register_artifact(kind: str, version: int, *,
                       context: Callable[[Artifact], Any] | None = None,
                       gpu: bool = False,
                       local: Callable[[TrialSpec], Mapping[str, Any]] | None = None,
-                      check: Callable[[Node, ImageDataset], None] | None = None
-                      ) -> Callable:
+                      check: Callable[[Node, ImageDataset], None] | None = None,
+                      replace: bool = False) -> Callable:
     """Register ``compute(ctx: BuildContext) -> Built`` as artifact kind ``kind``.
 
     ``provides`` names the needs the kind satisfies; as a mapping it gives each need its
@@ -89,16 +91,15 @@ def register_artifact(kind: str, version: int, *,
     views = dict(provides) if isinstance(provides, Mapping) else {}
 
     def decorate(fn: Callable[[BuildContext], Built]) -> Callable[[BuildContext], Built]:
-        if kind in _KINDS and _KINDS[kind].compute is not fn:
-            raise ValueError(f"artifact kind {kind!r} is already registered")
         for need in provides:
-            other = next((k for k in _KINDS.values() if need in k.provides and k.name != kind),
+            other = next((k for k in KINDS.entries() if need in k.provides and k.name != kind),
                          None)
             if other is not None:
-                raise ValueError(f"need {need!r} is already provided by kind {other.name!r}")
-        _KINDS[kind] = ArtifactKind(kind, int(version), fn, params, deps or (lambda t: {}),
-                                    frozenset(provides), context, gpu, fn.__module__, views,
-                                    local, check)
+                raise DuplicateNameError(f"need {need!r} is already provided by kind "
+                                         f"{other.name!r}")
+        KINDS.add(kind, ArtifactKind(kind, int(version), fn, params, deps or (lambda t: {}),
+                                     frozenset(provides), context, gpu, fn.__module__, views,
+                                     local, check), origin=origin_of(fn), replace=replace)
         from coretune.selectors.base import register_need
 
         for need in provides:
@@ -109,20 +110,16 @@ def register_artifact(kind: str, version: int, *,
 
 
 def get_kind(name: str) -> ArtifactKind:
-    try:
-        return _KINDS[name]
-    except KeyError:
-        raise UnknownKindError(f"unknown artifact kind {name!r}; available: "
-                               f"{', '.join(available_kinds())}") from None
+    return KINDS.get(name)
 
 
 def available_kinds() -> list[str]:
-    return sorted(_KINDS)
+    return KINDS.names()
 
 
 def provider_of(need: str) -> ArtifactKind:
     """The kind that builds what ``need`` names (a selector's or label source's need)."""
-    for kind in _KINDS.values():
+    for kind in KINDS.entries():
         if need in kind.provides:
             return kind
     raise UnknownKindError(f"nothing provides {need!r}: no artifact kind is registered for it "

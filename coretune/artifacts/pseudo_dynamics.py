@@ -21,7 +21,7 @@ SOURCE = "pseudo_labels"
 def pseudo_dynamics_params(trial: TrialSpec) -> Mapping[str, Any] | None:
     if trial.dynamics is None:
         return None
-    return trial.dynamics.model_copy(update={"label_source": SOURCE}).model_dump(mode="json")
+    return trial.dynamics.model_copy(update={"label_source": SOURCE}).key_dump()
 
 
 @register_artifact("pseudo_dynamics", version=1, params=pseudo_dynamics_params,

@@ -32,7 +32,7 @@ from coretune.train.models import build_model
 
 def teacher_params(trial: TrialSpec) -> Mapping[str, Any] | None:
     """The teacher recipe of a trial whose label mode needs one (augment resolved)."""
-    return None if trial.teacher is None else trial.teacher.model_dump(mode="json")
+    return None if trial.teacher is None else trial.teacher.key_dump()
 
 
 def train_full(data: DeviceData, recipe: RecipeSpec, hooks: Hooks | None = None,

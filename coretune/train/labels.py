@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from coretune.errors import UnknownNameError
+from coretune.registry import Registry, origin_of
 from coretune.train.losses import cross_entropy, distillation_loss, smoothed_targets
 
 #: ``view_logits(seed, epochs[E], indices[n]) -> [E, n, K]`` teacher logits of each view.
@@ -140,37 +142,32 @@ class LabelSourceInfo:
     paper: str = ""
 
 
-_REGISTRY: dict[str, LabelSourceInfo] = {}
-
-
-class UnknownLabelSourceError(ValueError):
+class UnknownLabelSourceError(UnknownNameError):
     """A label mode that is not registered."""
 
 
+LABEL_SOURCES: Registry[LabelSourceInfo] = Registry("label mode", UnknownLabelSourceError)
+
+
 def register_label_source(name: str, *, needs: Iterable[str] = (), uses: Iterable[str] = (),
-                          paper: str = "") -> Callable[[LabelFactory], LabelFactory]:
+                          paper: str = "", replace: bool = False
+                          ) -> Callable[[LabelFactory], LabelFactory]:
     """Register ``factory(config, inputs) -> LabelSource`` as label mode ``name``."""
 
     def decorate(fn: LabelFactory) -> LabelFactory:
-        if name in _REGISTRY and _REGISTRY[name].factory is not fn:
-            raise ValueError(f"label source {name!r} is already registered")
-        _REGISTRY[name] = LabelSourceInfo(name, fn, frozenset(needs), frozenset(uses), paper)
+        info = LabelSourceInfo(name, fn, frozenset(needs), frozenset(uses), paper)
+        LABEL_SOURCES.add(name, info, origin=origin_of(fn), replace=replace)
         return fn
 
     return decorate
 
 
 def get_label_source(name: str) -> LabelSourceInfo:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownLabelSourceError(
-            f"unknown label mode {name!r}; available: {', '.join(available_label_sources())}"
-        ) from None
+    return LABEL_SOURCES.get(name)
 
 
 def available_label_sources() -> list[str]:
-    return sorted(_REGISTRY)
+    return LABEL_SOURCES.names()
 
 
 def make_label_source(config: LabelConfig, inputs: LabelInputs) -> LabelSource:

@@ -2,62 +2,112 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Any
 
 import torch.nn as nn
+from annotated_types import Ge
+
+from coretune.errors import PluginArgumentError, UnknownNameError
+from coretune.registry import Registry, TypedArguments, origin_of
 
 ModelBuilder = Callable[..., nn.Module]
-_MODELS: dict[str, ModelBuilder] = {}
+TIMM_PREFIX = "timm/"
+#: a size argument of a builder: a positive integer
+Size = Annotated[int, Ge(1)]
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UnknownNameError):
     """A model name that is not registered."""
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register ``builder(input_shape, num_classes, **args) -> nn.Module`` under ``name``."""
+class ModelArgumentError(PluginArgumentError, UnknownModelError):
+    """Arguments a model builder does not take, or of the wrong type or value."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered architecture: ``builder(input_shape, num_classes, **args)``; timm names
+    (``timm/<model>``) take timm's keyword arguments, checked by timm when built."""
+
+    name: str
+    builder: ModelBuilder
+    timm_model: str | None = None
+
+    @cached_property
+    def arguments(self) -> TypedArguments | None:
+        if self.timm_model is not None:
+            return None
+        return TypedArguments(self.builder, 2, f"arch {self.name!r}")
+
+    def validate_args(self, args: Mapping[str, Any] | None) -> None:
+        if self.arguments is None:
+            if not isinstance(args or {}, Mapping) or not all(
+                    isinstance(k, str) for k in (args or {})):
+                raise ModelArgumentError(f"arch {self.name!r}: arguments must be a mapping")
+            return
+        try:
+            self.arguments.validate(dict(args or {}))
+        except PluginArgumentError as err:
+            raise ModelArgumentError(str(err)) from None
+
+
+def timm_model_name(name: str, family: str, error: type[UnknownNameError]) -> str:
+    """The timm model of ``timm/<model>``, checked against timm's own list (no weights)."""
+    import timm
+
+    model = name[len(TIMM_PREFIX):]
+    if not timm.is_model(model):
+        raise error(f"unknown {family} {name!r}: timm has no model {model!r}")
+    return model
+
+
+def _timm_model(name: str) -> ModelInfo:
+    model = timm_model_name(name, "arch", UnknownModelError)
+
+    def build(input_shape: tuple[int, int, int], num_classes: int, **args: Any) -> nn.Module:
+        import timm
+
+        return timm.create_model(model, pretrained=False, num_classes=num_classes,
+                                 in_chans=input_shape[0], **args)
+
+    return ModelInfo(name, build, model)
+
+
+MODELS: Registry[ModelInfo] = Registry("arch", UnknownModelError)
+MODELS.add_prefix(TIMM_PREFIX, _timm_model)
+
+
+def register_model(name: str, *, replace: bool = False
+                   ) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register ``builder(input_shape, num_classes, **args) -> nn.Module`` under ``name``;
+    its keyword arguments, typed, are what a spec's ``args`` may set."""
 
     def decorate(fn: ModelBuilder) -> ModelBuilder:
-        _MODELS[name] = fn
+        MODELS.add(name, ModelInfo(name, fn), origin=origin_of(fn), replace=replace)
         return fn
 
     return decorate
 
 
 def available_models() -> list[str]:
-    return sorted(_MODELS) + ["timm/<name>"]
+    return MODELS.names() + [f"{TIMM_PREFIX}<name>"]
 
 
 def check_model_name(name: str, args: Mapping[str, Any] | None = None) -> None:
-    """Raise :class:`UnknownModelError` for an unknown arch or arguments it does not take."""
-    if name.startswith("timm/"):
-        import timm
-
-        if not timm.is_model(name[5:]):
-            raise UnknownModelError(f"unknown arch {name!r}: timm has no model {name[5:]!r}")
-        return
-    if name not in _MODELS:
-        raise UnknownModelError(
-            f"unknown arch {name!r}; available: {', '.join(available_models())}")
-    params = list(inspect.signature(_MODELS[name]).parameters)[2:]
-    unknown = sorted(set(args or {}) - set(params))
-    if unknown:
-        raise UnknownModelError(f"arch {name!r} takes no argument(s) {unknown}; "
-                                f"it accepts {params or 'none'}")
+    """Raise :class:`UnknownModelError` for an unknown arch, or :class:`ModelArgumentError`
+    for arguments it does not take or of the wrong type or value."""
+    MODELS.get(name).validate_args(args)
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
                 args: Mapping[str, Any] | None = None) -> nn.Module:
     """Build model ``name`` with ``args``; ``timm/<model>`` builds any timm model, untrained."""
-    check_model_name(name, args)
-    if name.startswith("timm/"):
-        import timm
-
-        return timm.create_model(name[5:], pretrained=False, num_classes=num_classes,
-                                 in_chans=input_shape[0], **dict(args or {}))
-    return _MODELS[name](tuple(input_shape), num_classes, **dict(args or {}))
+    info = MODELS.get(name)
+    info.validate_args(args)
+    return info.builder(tuple(input_shape), num_classes, **dict(args or {}))
 
 
 def classifier_layer(model: nn.Module) -> nn.Linear:
@@ -74,7 +124,7 @@ def classifier_layer(model: nn.Module) -> nn.Linear:
 
 @register_model("mlp")
 def mlp(input_shape: tuple[int, int, int], num_classes: int,
-        hidden: int | Sequence[int] = (256, 256), batchnorm: bool = True) -> nn.Module:
+        hidden: Size | Sequence[Size] = (256, 256), batchnorm: bool = True) -> nn.Module:
     """Hidden layers (Linear[, BatchNorm], ReLU) on the flattened image, then a linear head."""
     c, h, w = input_shape
     sizes = [hidden, hidden] if isinstance(hidden, int) else list(hidden)
@@ -96,7 +146,7 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
 
 
 @register_model("small_cnn")
-def small_cnn(input_shape: tuple[int, int, int], num_classes: int, width: int = 32) -> nn.Module:
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int, width: Size = 32) -> nn.Module:
     """Three or four conv-BN-ReLU stages with max-pooling, global average pool, linear head."""
     c, h, _ = input_shape
     layers = _conv_bn(c, width) + _conv_bn(width, 2 * width) + [nn.MaxPool2d(2)]
@@ -160,8 +210,8 @@ def vgg16(input_shape: tuple[int, int, int], num_classes: int, batchnorm: bool =
 
 
 @register_model("vit_small")
-def vit_small(input_shape: tuple[int, int, int], num_classes: int, patch_size: int = 4,
-              embed_dim: int = 192, depth: int = 6, num_heads: int = 3) -> nn.Module:
+def vit_small(input_shape: tuple[int, int, int], num_classes: int, patch_size: Size = 4,
+              embed_dim: Size = 192, depth: Size = 6, num_heads: Size = 3) -> nn.Module:
     """A small Vision Transformer (Dosovitskiy et al. 2021) for small images: timm's
     ``VisionTransformer`` with 4×4 patches (the soft-label paper's ViT student, T5–T6)."""
     from timm.models.vision_transformer import VisionTransformer

@@ -17,7 +17,7 @@ from coretune.artifacts.graph import build
 from coretune.artifacts.selection import load_selection
 from coretune.driver.plan import plan_sweep
 from coretune.selectors import get_selector, register_selector
-from coretune.selectors.base import _REGISTRY
+from coretune.selectors.base import SELECTORS
 
 PIPELINE = {"encoder": "pca", "encoder_args": {"dim": 16}, "knn_k": 10,
             "clustering": "kmeans"}
@@ -88,10 +88,9 @@ def test_pseudo_labels_report_ground_truth_metrics_but_ignore_them(built):
 
 def test_label_free_selectors_may_not_read_ground_truth_dynamics():
     for need in ("scores", "outputs", "features", "grad_embed", "labels"):
-        with pytest.raises(ValueError, match="may not need"):
+        with SELECTORS.temporary(), pytest.raises(ValueError, match="may not need"):
             register_selector("_sneaky", needs={need}, label_free=True)(
                 lambda ctx, budget: np.arange(budget))
-        _REGISTRY.pop("_sneaky", None)
     assert get_selector("elfs").needs({}) == {"pseudo_scores", "beta_search"}
     assert get_selector("elfs").needs({"beta": 0.3}) == {"pseudo_scores"}
 

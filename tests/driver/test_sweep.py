@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import replace
 
 import numpy as np
@@ -148,10 +149,11 @@ def test_version_bump_rebuilds_exactly_that_kind_and_dependants(swept, monkeypat
     assert not before.missing
     from coretune.artifacts import graph
 
-    bumped = graph._KINDS["dynamics"]
-    monkeypatch.setitem(graph._KINDS, "dynamics",
-                        graph.ArtifactKind(**{**bumped.__dict__, "version": bumped.version + 1}))
-    after = plan_sweep(spec, root / "out2", root / "cache")
+    bumped = graph.get_kind("dynamics")
+    with graph.KINDS.temporary():
+        graph.KINDS.add("dynamics", replace(bumped, version=bumped.version + 1),
+                        origin="test", replace=True)
+        after = plan_sweep(spec, root / "out2", root / "cache")
     missing = {n.kind: 0 for n in after.missing}
     for n in after.missing:
         missing[n.kind] += 1
@@ -166,27 +168,30 @@ def test_a_bumped_version_reruns_exactly_the_students_it_touches(swept, monkeypa
     """Into the same output: a dynamics bump re-plans the 8 ccs students (their coresets
     change), a selector bump the 8 random ones, a teacher bump the 8 soft and kd ones."""
     from coretune.artifacts import graph
-    from coretune.selectors.base import _REGISTRY
+    from coretune.selectors.base import SELECTORS
 
     spec, root, _ = swept
     assert plan_sweep(spec, root / "out", root / "cache").trials == []
 
-    def bump_kind(m: pytest.MonkeyPatch, kind: str) -> None:
-        old = graph._KINDS[kind]
-        m.setitem(graph._KINDS, kind,
-                  graph.ArtifactKind(**{**old.__dict__, "version": old.version + 1}))
+    def bump_kind(m: ExitStack, kind: str) -> None:
+        m.enter_context(graph.KINDS.temporary())
+        old = graph.get_kind(kind)
+        graph.KINDS.add(kind, replace(old, version=old.version + 1), origin="test",
+                        replace=True)
 
     def replanned() -> tuple[set[tuple[str, str]], int]:
         plan = plan_sweep(spec, root / "out", root / "cache")
         return {(p.spec.selector, p.spec.label_mode) for p in plan.trials}, len(plan.trials)
 
-    with monkeypatch.context() as m:
-        m.setitem(_REGISTRY, "random", replace(_REGISTRY["random"], version=2))
+    with ExitStack() as m:
+        m.enter_context(SELECTORS.temporary())
+        SELECTORS.add("random", replace(SELECTORS.get("random"), version=2), origin="test",
+                      replace=True)
         assert replanned() == ({("random", mode) for mode in MODES}, 8)
-    with monkeypatch.context() as m:
+    with ExitStack() as m:
         bump_kind(m, "dynamics")
         assert replanned() == ({("ccs", mode) for mode in MODES}, 8)
-    with monkeypatch.context() as m:
+    with ExitStack() as m:
         bump_kind(m, "teacher")
         assert replanned() == ({(s, mode) for s in ("random", "ccs") for mode in ("soft", "kd")},
                               8)

@@ -17,7 +17,7 @@ from coretune.selectors import (
     register_selector,
     select,
 )
-from coretune.selectors.base import _REGISTRY
+from coretune.selectors.base import SELECTORS
 from tests.selectors.conftest import K, N, context_for, full_context
 
 BUDGETS = [1, 37, N]
@@ -25,11 +25,9 @@ BUDGETS = [1, 37, N]
 
 @pytest.fixture
 def temporary():
-    """Names registered by a test; removed from the registry afterwards."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        _REGISTRY.pop(name, None)
+    """Names registered by a test vanish from the registry afterwards."""
+    with SELECTORS.temporary():
+        yield []
 
 
 @pytest.mark.parametrize("name", available_selectors())
@@ -83,7 +81,7 @@ def test_label_free_registration_may_not_need_labels(temporary):
     with pytest.raises(ValueError, match="may not need labels"):
         register_selector("_bad_label_free", needs={"labels"}, label_free=True)(
             lambda ctx, budget: np.arange(budget))
-    assert "_bad_label_free" not in _REGISTRY
+    assert "_bad_label_free" not in SELECTORS
 
     @register_selector("_labels_if_asked", label_free=True,
                        needs=lambda a: {"labels"} if a.get("peek") else set())
