@@ -21,8 +21,8 @@ from coretune.artifacts.graph import Node, build
 from coretune.artifacts.selection import consumer_view, load_selection
 from coretune.artifacts.store import ArtifactStore
 from coretune.artifacts.teacher import TeacherService
+from coretune.plugins import import_plugins
 from coretune.reports.rows import now
-from coretune.search_spaces.schema import import_plugins
 from coretune.spec import TrialSpec
 from coretune.train.data import DeviceData, ImageDataset, to_device
 from coretune.train.evaluate import split_evaluators

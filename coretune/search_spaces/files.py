@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from coretune.errors import SpecError
+
 PACKAGED = Path(__file__).parent
 
 
@@ -25,7 +27,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     PyYAML would keep the last silently)."""
 
     def construct_mapping(self, node, deep=False):
-        from coretune.search_spaces.schema import SpecError
 
         seen = set()
         for key_node, _ in node.value:
@@ -50,7 +51,6 @@ def packaged_spaces() -> list[Path]:
 
 
 def read_yaml(path: Path) -> Any:
-    from coretune.search_spaces.schema import SpecError
 
     try:
         return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
@@ -77,7 +77,6 @@ def merge(base: Any, over: Any) -> Any:
 
 def read_with_includes(path: Path, chain: tuple[Path, ...] = ()) -> Any:
     """The file's mapping with its ``include:`` files merged underneath, recursively."""
-    from coretune.search_spaces.schema import SpecError
 
     here = path.resolve()
     if here in chain:
@@ -107,7 +106,6 @@ _ALIASES = {"arch": "archs", "seed": "seeds"}
 
 def apply_overrides(data: Any, overrides: Sequence[str]) -> Any:
     """Apply ``key.path=value`` overrides (values parsed as YAML)."""
-    from coretune.search_spaces.schema import SpecError
 
     if not overrides:
         return data

@@ -9,7 +9,6 @@ names the field and the bad value.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import re
 from collections.abc import Sequence
@@ -18,6 +17,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from coretune.errors import SpecError
+from coretune.plugins import import_plugins
+from coretune.search_spaces.files import apply_overrides, read_with_includes, resolve_spec_path
 from coretune.selectors import get_selector
 from coretune.spec import (
     AugmentSpec,
@@ -41,10 +43,6 @@ def _registries(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get(_REGISTRIES))
 
 METRIC = re.compile(r"^(test|val)_(acc|top5|nll|ece)$")
-
-
-class SpecError(ValueError):
-    """An invalid search space; the message names the field and the value."""
 
 
 def _as_list(v: Any) -> list:
@@ -268,15 +266,6 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"invalid search space {source}: " + "; ".join(parts)
 
 
-def import_plugins(modules: Any) -> None:
-    """Import plugin modules (new selectors, artifact kinds, label sources) by name."""
-    for name in _as_list(modules or []):
-        try:
-            importlib.import_module(str(name))
-        except ImportError as err:
-            raise SpecError(f"field 'plugins': cannot import {name!r} ({err})") from None
-
-
 def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
     """Validate a search space given as a mapping; raises :class:`SpecError`."""
     if not isinstance(data, dict):
@@ -295,8 +284,6 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     """Read and validate a YAML search space (a path or a packaged space's name), with its
     ``include:`` files and ``--set`` overrides (see :mod:`coretune.search_spaces.files`)."""
-    from coretune.search_spaces.files import apply_overrides, read_with_includes, resolve_spec_path
-
     path = resolve_spec_path(path)
     data = apply_overrides(read_with_includes(path), overrides)
     return parse_spec(data, str(path))
