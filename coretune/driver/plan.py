@@ -152,7 +152,7 @@ def _dataset(spec: DataSpec, root: str | None, download: bool, dry_run: bool,
         empty = np.zeros((0, 3, 32, 32), dtype=np.uint8)
         labels = np.zeros(0, dtype=np.int64)
         return ImageDataset(spec.name, empty, labels, empty, labels, info.num_classes,
-                            info.augment, fingerprint=MISSING + canonical_json(spec))
+                            info.augment_for(spec), fingerprint=MISSING + canonical_json(spec))
 
 
 def finished(previous: pd.DataFrame, sweep: str) -> dict[str, tuple[str | None, str | None]]:

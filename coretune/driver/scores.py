@@ -54,7 +54,8 @@ def export_scores(out_dir: str | Path, dataset: DataSpec, recipe: DynamicsSpec,
         raise ValueError(f"--format must be parquet or csv, got {fmt!r}")
     ds = load_dataset(dataset, data_root)
     if recipe.augment is None:
-        recipe = recipe.model_copy(update={"augment": dataset_info(dataset.name).augment})
+        recipe = recipe.model_copy(update={"augment": dataset_info(dataset.name).augment_for(
+            dataset)})
     trial = TrialSpec(sweep="scores-export", dataset=dataset, arch=recipe.arch,
                       selector="topk", ratio=1.0, dynamics=recipe)
     node = node_for("dynamics", trial, ds.fingerprint)

@@ -314,7 +314,7 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
     for data, arch, sel, ratio, lm, seed in itertools.product(
             spec.datasets, spec.archs, spec.selectors, spec.ratios, spec.label_modes,
             spec.seeds):
-        default_aug = dataset_info(data.name).augment
+        default_aug = dataset_info(data.name).augment_for(data)
 
         def resolve(a: AugmentSpec | None, default: AugmentSpec = default_aug) -> AugmentSpec:
             return default if a is None else a

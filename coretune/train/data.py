@@ -1,35 +1,48 @@
 """Dataset registry: real image datasets as uint8 arrays, moved once to a trial's device.
 
 Every dataset is held as ``uint8[N, C, H, W]`` images plus ``int64[N]`` labels for a fixed
-train and test split. Nothing is downloaded unless the caller asks (``download=True``);
-a missing dataset raises :class:`DatasetMissingError` naming the path looked at and how to
-provide it.
+train and test split. A dataset is one module of :mod:`coretune.train.datasets` with one
+``@register_dataset`` on a loader that returns the raw :class:`Splits`; its class count
+and default augmentation are said once, in the registration, and :func:`load_dataset`
+builds the :class:`ImageDataset` from them. Nothing is downloaded unless the caller asks
+(``download=True``); a missing dataset raises :class:`DatasetMissingError` naming the path
+looked at and how to provide it.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from coretune.errors import DataError, DataMissingError, SpecError, UnknownNameError
+from coretune.registry import Registry, origin_of
 from coretune.spec import AugmentSpec, DataSpec
 
-FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 DATA_ROOT_ENV = "CORETUNE_DATA"
 
 
-class DatasetMissingError(FileNotFoundError):
+class DatasetMissingError(DataMissingError):
     """A registered dataset whose files are not where we looked."""
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(UnknownNameError):
     """A dataset name that is not registered."""
+
+
+class Splits(NamedTuple):
+    """What a loader returns: uint8 ``[N, C, H, W]`` images and int64 labels per split."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -100,49 +113,51 @@ def to_device(ds: ImageDataset, device: str | torch.device = "cpu") -> DeviceDat
     )
 
 
-#: ``loader(root, download, spec) -> ImageDataset`` (train and test splits)
-Loader = Callable[[Path | None, bool, DataSpec], ImageDataset]
+#: ``loader(root, download, spec) -> Splits`` (train and test splits)
+Loader = Callable[[Path | None, bool, DataSpec], Splits]
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registered dataset: its loader, where it is looked for, and its defaults."""
+    """A registered dataset: its loader, where it is looked for, its class count and its
+    default train-time augmentation (an :class:`AugmentSpec`, or a function of the
+    :class:`DataSpec` where it depends on the split options, e.g. the decoded image size)."""
 
     name: str
     loader: Loader
     default_root: Callable[[Path | None], Path]
     num_classes: int
-    augment: AugmentSpec  # the default train-time augmentation
+    augment: AugmentSpec | Callable[[DataSpec], AugmentSpec]
     test_fraction: float | None = None  # default split if there is no canonical test split
 
+    def augment_for(self, spec: DataSpec) -> AugmentSpec:
+        """The default augmentation of this dataset under ``spec``'s options."""
+        return self.augment if isinstance(self.augment, AugmentSpec) else self.augment(spec)
 
-_DATASETS: dict[str, DatasetInfo] = {}
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset", UnknownDatasetError)
 
 
 def register_dataset(name: str, default_root: Callable[[Path | None], Path], num_classes: int,
-                     augment: AugmentSpec, test_fraction: float | None = None
+                     augment: AugmentSpec | Callable[[DataSpec], AugmentSpec],
+                     test_fraction: float | None = None, replace: bool = False
                      ) -> Callable[[Loader], Loader]:
-    """Register ``loader(root, download, spec) -> ImageDataset`` under ``name``."""
+    """Register ``loader(root, download, spec) -> Splits`` under ``name``."""
 
     def decorate(fn: Loader) -> Loader:
-        _DATASETS[name] = DatasetInfo(name, fn, default_root, num_classes, augment,
-                                      test_fraction)
+        DATASETS.add(name, DatasetInfo(name, fn, default_root, num_classes, augment,
+                                       test_fraction), origin=origin_of(fn), replace=replace)
         return fn
 
     return decorate
 
 
 def available_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    try:
-        return _DATASETS[name]
-    except KeyError:
-        raise UnknownDatasetError(
-            f"unknown dataset {name!r}; available: {', '.join(available_datasets())}"
-        ) from None
+    return DATASETS.get(name)
 
 
 def dataset_root(name: str, root: str | Path | None = None) -> Path:
@@ -154,8 +169,8 @@ def check_data_spec(spec: DataSpec) -> None:
     """Refuse split options a dataset cannot honour (names the field)."""
     info = dataset_info(spec.name)
     if spec.test_fraction is not None and info.test_fraction is None:
-        raise ValueError(f"dataset {spec.name!r} has a canonical test split; "
-                         f"test_fraction must be unset, got {spec.test_fraction}")
+        raise SpecError(f"dataset {spec.name!r} has a canonical test split; "
+                        f"test_fraction must be unset, got {spec.test_fraction}")
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int
@@ -203,7 +218,11 @@ def load_dataset(spec: DataSpec | str, root: str | Path | None = None,
     """
     spec = DataSpec(name=spec) if isinstance(spec, str) else spec
     check_data_spec(spec)
-    ds = dataset_info(spec.name).loader(Path(root) if root else None, download, spec)
+    info = dataset_info(spec.name)
+    splits = Splits(*info.loader(Path(root) if root else None, download, spec))
+    check_splits(spec.name, splits, info.num_classes)
+    ds = ImageDataset(spec.name, *splits, num_classes=info.num_classes,
+                      augment=info.augment_for(spec))
     if spec.label_noise is not None:
         ds = replace(ds, train_y=noisy_labels(ds.train_y, ds.num_classes, spec.label_noise))
     if spec.val_fraction > 0:
@@ -213,7 +232,22 @@ def load_dataset(spec: DataSpec | str, root: str | Path | None = None,
     return replace(ds, fingerprint=fingerprint(ds))
 
 
-def _env_root(name: str, fallback: Path | None = None) -> Callable[[Path | None], Path]:
+def check_splits(name: str, splits: Splits, num_classes: int) -> None:
+    """Refuse splits that do not fit the registration: uint8 NCHW images, one int label per
+    image, labels in ``[0, num_classes)``."""
+    for split, x, y in (("train", splits.train_x, splits.train_y),
+                        ("test", splits.test_x, splits.test_y)):
+        if x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(y):
+            raise DataError(f"dataset {name!r}: {split} split has images {x.dtype} "
+                            f"{tuple(x.shape)} for {len(y)} labels (want uint8 [N, C, H, W])")
+        if len(y) and (int(np.min(y)) < 0 or int(np.max(y)) >= num_classes):
+            raise DataError(f"dataset {name!r}: {split} labels outside [0, {num_classes})")
+
+
+def env_root(name: str, fallback: Path | None = None) -> Callable[[Path | None], Path]:
+    """Where dataset ``name`` is looked for: the given root, ``$CORETUNE_DATA/<name>``, the
+    ``fallback``, or ``~/.coretune/data/<name>``."""
+
     def resolve(root: Path | None) -> Path:
         if root is not None:
             return root
@@ -222,101 +256,3 @@ def _env_root(name: str, fallback: Path | None = None) -> Callable[[Path | None]
         return fallback or Path.home() / ".coretune" / "data" / name
 
     return resolve
-
-
-# ---------------------------------------------------------------- digits (embedded default)
-@register_dataset("digits", default_root=lambda root: Path("sklearn://load_digits"),
-                  num_classes=10, augment=AugmentSpec(pad=1), test_fraction=0.2)
-def _load_digits(root: Path | None, download: bool, spec: DataSpec) -> ImageDataset:
-    """scikit-learn's 1,797 real 8×8 handwritten digits; stratified seeded test split."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # [N,1,8,8]
-    labels = bunch.target.astype(np.int64)
-    tr, te = stratified_split(labels, spec.test_fraction or 0.2, spec.split_seed)
-    return ImageDataset("digits", images[tr], labels[tr], images[te], labels[te], 10,
-                        AugmentSpec(pad=1))
-
-
-# ---------------------------------------------------------------- Fashion-MNIST (idx files)
-_FMNIST_FILES = {
-    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
-}
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an idx file (optionally gzipped) as a numpy array (LeCun's MNIST format)."""
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte idx file")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims.tolist()} but holds {data.size} bytes")
-    return data.reshape(dims)
-
-
-def _find_idx(root: Path, stem: str) -> Path | None:
-    for cand in (root / stem, root / (stem + ".gz")):
-        if cand.exists():
-            return cand
-    return None
-
-
-@register_dataset("fashion_mnist", default_root=_env_root("fashion_mnist", FASHION_MNIST_ROOT),
-                  num_classes=10, augment=AugmentSpec(pad=2, flip=True))
-def _load_fashion_mnist(root: Path | None, download: bool, spec: DataSpec) -> ImageDataset:
-    """Fashion-MNIST (Xiao et al. 2017) from idx files, e.g. Debian's dataset-fashion-mnist."""
-    root = dataset_root("fashion_mnist", root)
-    found = {k: _find_idx(root, stem) for k, stem in _FMNIST_FILES.items()}
-    missing = [_FMNIST_FILES[k] for k, v in found.items() if v is None]
-    if missing:
-        raise DatasetMissingError(
-            f"dataset 'fashion_mnist': {', '.join(missing)} not found under {root}. "
-            "Install Debian's package (apt-get install dataset-fashion-mnist), or put the "
-            f"idx files there, or pass root= / set ${DATA_ROOT_ENV}."
-        )
-    arr = {k: read_idx(v) for k, v in found.items()}  # type: ignore[arg-type]
-    return ImageDataset("fashion_mnist", arr["train_x"][:, None], arr["train_y"].astype(np.int64),
-                        arr["test_x"][:, None], arr["test_y"].astype(np.int64), 10,
-                        AugmentSpec(pad=2, flip=True))
-
-
-# ---------------------------------------------------------------- torchvision datasets
-def _torchvision(name: str, cls_name: str, num_classes: int, augment: AugmentSpec,
-                 split_kw: tuple[dict, dict]) -> Loader:
-    def load(root: Path | None, download: bool, spec: DataSpec) -> ImageDataset:
-        import torchvision.datasets as tvd
-
-        root = dataset_root(name, root)
-        cls = getattr(tvd, cls_name)
-        try:
-            parts = [cls(str(root), download=download, **kw) for kw in split_kw]
-        except (RuntimeError, FileNotFoundError) as err:
-            raise DatasetMissingError(
-                f"dataset {name!r} not found under {root} ({err}). Put the torchvision "
-                f"{cls_name} files there, pass root= or set ${DATA_ROOT_ENV}, or allow "
-                "downloading explicitly (coretune sweep --download)."
-            ) from None
-        arrays = []
-        for part in parts:
-            x = np.asarray(part.data)
-            x = x if x.shape[1] == 3 else x.transpose(0, 3, 1, 2)  # HWC → CHW
-            y = np.asarray(getattr(part, "targets", None) if hasattr(part, "targets")
-                           else part.labels, dtype=np.int64)
-            arrays.append((np.ascontiguousarray(x, dtype=np.uint8), y))
-        (trx, try_), (tex, tey) = arrays
-        return ImageDataset(name, trx, try_, tex, tey, num_classes, augment)
-
-    return load
-
-
-for _name, _cls, _k, _aug, _kw in (  # CIFAR is read from its pickles in folders.py
-        ("stl10", "STL10", 10, AugmentSpec(pad=12, flip=True),
-         ({"split": "train"}, {"split": "test"})),):
-    register_dataset(_name, _env_root(_name), _k, _aug)(_torchvision(_name, _cls, _k, _aug, _kw))
-
-from coretune.train import folders  # noqa: E402,F401 - registers the folder datasets

@@ -4,7 +4,6 @@ Same images, different ground truth: a label-free selector must not notice."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,6 @@ from coretune.train.data import dataset_info, register_dataset
 @register_dataset("digits_permuted", default_root=lambda root: Path("sklearn://load_digits"),
                   num_classes=10, augment=AugmentSpec(pad=1), test_fraction=0.2)
 def _load(root, download, spec: DataSpec):
-    ds = dataset_info("digits").loader(root, download, spec)
-    perm = np.random.default_rng(1234).permutation(len(ds.train_y))
-    return replace(ds, name="digits_permuted", train_y=ds.train_y[perm])
+    splits = dataset_info("digits").loader(root, download, spec)
+    perm = np.random.default_rng(1234).permutation(len(splits.train_y))
+    return splits._replace(train_y=splits.train_y[perm])

@@ -10,9 +10,9 @@ from coretune.train.data import (
     DatasetMissingError,
     UnknownDatasetError,
     load_dataset,
-    read_idx,
     to_device,
 )
+from coretune.train.datasets.fashion_mnist import read_idx
 
 
 def test_digits_is_real_and_split_stratified():
