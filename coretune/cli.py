@@ -1,17 +1,28 @@
-"""The ``coretune`` command: ``sweep`` runs a search space, ``report`` prints its leaderboard."""
+"""The ``coretune`` command: ``sweep`` runs a search space, ``report`` prints its leaderboard.
+
+Exit codes: 0 done; 2 the user's input was refused (a :class:`~coretune.errors.CoretuneError`:
+one line naming the field and value); 1 a bug in coretune or a plugin, or a Ray failure
+(one line with the exception's type and where it was raised; ``--debug`` prints the
+traceback); 130 interrupted (every finished row kept).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import traceback
 
 from rich.console import Console
 from rich.markup import escape
 
+from coretune.errors import CoretuneError
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coretune", description=__doc__)
+    p = argparse.ArgumentParser(prog="coretune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--debug", action="store_true",
+                   help="on an unexpected error, print the whole traceback")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="run a sweep (validated before Ray starts)")
     s.add_argument("spec", help="search space YAML, or a packaged space's name ('demo', "
@@ -144,13 +155,25 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args.dirs, console, out=args.out, compare=args.compare,
                      figures=not args.no_plots, extra_figures=extra)
         return 0
-    except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, ConnectionError
+    except CoretuneError as exc:  # the user's input: one line, exit 2
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
-    except Exception as exc:  # noqa: BLE001 - e.g. Ray's ActorDiedError: one line, not a trace
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
-        err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    except Exception as exc:  # noqa: BLE001 - a bug or a Ray failure: what and where, exit 1
+        if args.debug:
+            traceback.print_exc()
+        err.print(f"[bold red]error:[/] {escape(describe_bug(exc))}", highlight=False,
+                  soft_wrap=True)
         return 1
+
+
+def describe_bug(exc: BaseException) -> str:
+    """One line for an unexpected exception: its type, message and the innermost frame
+    it was raised in (file:line in function), plus how to see the whole traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (raised at {frames[-1].filename}:{frames[-1].lineno} in " \
+            f"{frames[-1].name})" if frames else ""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+    return f"{text}{where}; this is a bug, not your input: rerun with --debug for the traceback"
 
 
 if __name__ == "__main__":

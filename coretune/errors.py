@@ -46,3 +46,12 @@ class CacheError(CoretuneError, RuntimeError):
 
 class ClusterError(CoretuneError, ConnectionError):
     """The Ray cluster at ``--address`` cannot be joined, or lacks the resources asked."""
+
+
+class PathError(CoretuneError, OSError):
+    """An output, cache or data path that cannot be used (under a file, node-local on a
+    cluster, holds no results, or a URI no filesystem opens)."""
+
+
+class UsageError(CoretuneError, ValueError):
+    """Command-line arguments that do not fit together."""

@@ -162,4 +162,27 @@ def test_unexpected_errors_are_one_line_not_a_traceback(capsys, monkeypatch):
 
     monkeypatch.setattr(report, "write_report", boom)
     code, out = _run(capsys, "report", "anywhere")
-    assert code == 1 and out.err.strip() == "error: TypeError: something unexpected"
+    err = out.err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: TypeError: something unexpected (raised at ")
+    assert "test_cli.py" in err and "in boom" in err and "--debug" in err
+
+
+def test_a_bug_inside_a_selector_is_exit_1_with_where_not_bad_input(capsys, tmp_path,
+                                                                     write_spec, ray_session):
+    """numpy's LinAlgError is a ValueError: before CoretuneError it was reported as bad input
+    (exit 2, no way to see the traceback)."""
+    assert issubclass(np.linalg.LinAlgError, ValueError)
+    spec = write_spec(replace={"datasets: digits": "plugins: [tests.plugins.broken_selector]\n"
+                                                   "datasets: digits",
+                               "  - name: random\n": "  - name: singular\n"})
+    text = spec.read_text().replace("  - name: ccs\n    args: {score: aum, beta: 0.1}\n", "")
+    spec.write_text(text)
+    argv = ["sweep", str(spec), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
+            "--quiet", "--no-report"]
+    code, out = _run(capsys, *argv)
+    err = out.err.strip()
+    assert code == 1, err
+    assert "LinAlgError" in err and "broken_selector.py" in err and "--debug" in err
+    code, out = _run(capsys, "--debug", *argv)
+    assert code == 1 and "Traceback (most recent call last)" in out.err

@@ -20,6 +20,7 @@ import numpy as np
 
 from coretune.artifacts.graph import BuildContext, Node, register_artifact
 from coretune.artifacts.store import Built
+from coretune.errors import DataError, DataMissingError
 from coretune.spec import TrialSpec
 from coretune.train.data import ImageDataset
 
@@ -34,7 +35,7 @@ def file_digest(path: str | Path, what: str = "score_file") -> str:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{what} {str(path)!r} not found") from None
+        raise DataMissingError(f"{what} {str(path)!r} not found") from None
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
         h = hashlib.sha256()
@@ -47,7 +48,7 @@ def file_digest(path: str | Path, what: str = "score_file") -> str:
 
 def score_file_digest(path: str | Path) -> str:
     if Path(path).suffix not in FORMATS:
-        raise ValueError(f"score_file {str(path)!r}: format must be one of {FORMATS}")
+        raise DataError(f"score_file {str(path)!r}: format must be one of {FORMATS}")
     return file_digest(path)
 
 
@@ -64,18 +65,18 @@ def read_score_file(path: str | Path, num_samples: int) -> np.ndarray:
         table = pq.read_table(p) if p.suffix == ".parquet" else pacsv.read_csv(p)
         missing = {"index", "score"} - set(table.column_names)
         if missing:
-            raise ValueError(f"score_file {str(p)!r} lacks column(s) {sorted(missing)} "
+            raise DataError(f"score_file {str(p)!r} lacks column(s) {sorted(missing)} "
                              f"(has {table.column_names})")
         index = np.asarray(table.column("index").to_numpy(), dtype=np.int64)
         scores = np.asarray(table.column("score").to_numpy(), dtype=np.float64)
     where = f"score_file {str(p)!r}"
     if index.size != num_samples or np.unique(index).size != index.size:
-        raise ValueError(f"{where} has {index.size} rows ({np.unique(index).size} distinct "
+        raise DataError(f"{where} has {index.size} rows ({np.unique(index).size} distinct "
                          f"indices); the training split has {num_samples} samples")
     if index.min() < 0 or index.max() >= num_samples:
-        raise ValueError(f"{where} has indices outside [0, {num_samples})")
+        raise DataError(f"{where} has indices outside [0, {num_samples})")
     if not np.isfinite(scores).all():
-        raise ValueError(f"{where} has {int((~np.isfinite(scores)).sum())} non-finite scores")
+        raise DataError(f"{where} has {int((~np.isfinite(scores)).sum())} non-finite scores")
     out = np.empty(num_samples)
     out[index] = scores
     return out
@@ -107,6 +108,6 @@ def build_external_scores(ctx: BuildContext) -> Built:
     """Read and check the score file; its bytes must still hash to the planned key."""
     path = ctx.local["path"]
     if file_digest(path) != ctx.params["sha256"]:
-        raise ValueError(f"score_file {path!r} changed since the sweep was planned")
+        raise DataError(f"score_file {path!r} changed since the sweep was planned")
     scores = read_score_file(path, len(ctx.dataset.train_y))
     return Built({"scores": scores}, {"sha256": ctx.params["sha256"], "n": int(scores.size)})

@@ -16,6 +16,7 @@ import pandas as pd
 
 from coretune.artifacts.graph import Node, get_kind, need_nodes, node_for
 from coretune.artifacts.store import ArtifactStore
+from coretune.errors import PathError, SpecError
 from coretune.reports.results import ResultsStore
 from coretune.search_spaces.schema import SweepSpec, expand, load_spec
 from coretune.selectors import get_selector
@@ -89,11 +90,11 @@ def _check_dir(flag: str, uri: str) -> None:
         return
     path = Path(loc.base)
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{flag} {path} exists and is not a directory")
+        raise PathError(f"{flag} {path} exists and is not a directory")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise NotADirectoryError(f"{flag} {path}: {parent} is not a directory")
+                raise PathError(f"{flag} {path}: {parent} is not a directory")
             break
 
 
@@ -111,7 +112,7 @@ def check_resources(spec: SweepSpec, available: dict[str, float], where: str) ->
                                ("teacher_gpu", res.teacher_gpu, "GPU")):
         have = float(available.get(kind, 0.0))
         if value > have:
-            raise ValueError(f"field 'resources.{name}': {value:g} {kind}(s) per trial, but "
+            raise SpecError(f"field 'resources.{name}': {value:g} {kind}(s) per trial, but "
                              f"{where} has {have:g}")
 
 
@@ -120,7 +121,7 @@ def check_shared(cache: str, out: str) -> None:
     for what, uri in (("--cache", cache), ("--out", out)):
         fstype = Location(uri).node_local_fstype()
         if fstype is not None:
-            raise ValueError(
+            raise PathError(
                 f"{what} {uri} is on this node's local disk ({fstype}); every node of a "
                 "cluster must reach it: use an NFS or other shared mount or an s3:// URI "
                 "(or pass --allow-node-local if every node mounts the same path)")

@@ -18,6 +18,7 @@ import numpy as np
 from coretune.artifacts.dynamics import SCORE_NAMES, outputs_of
 from coretune.artifacts.graph import build, node_for
 from coretune.artifacts.store import ArtifactStore
+from coretune.errors import UsageError
 from coretune.selectors.base import HIGHER_IS_HARDER
 from coretune.selectors.cld import cld_scores
 from coretune.selectors.dual import dual_scores, forward_fill
@@ -35,7 +36,7 @@ def _difficulty(art, score: str) -> tuple[np.ndarray, np.ndarray]:
     if score == "cld":
         out = outputs_of(art)
         if out.val_loss is None:
-            raise ValueError("score 'cld' needs a validation split: pass a dataset with "
+            raise UsageError("score 'cld' needs a validation split: pass a dataset with "
                              "val_fraction > 0 (e.g. through --spec)")
         raw = cld_scores(-np.log(np.clip(forward_fill(out.p_true), 1e-12, 1)), out.val_loss)
         return raw, raw
@@ -49,9 +50,9 @@ def export_scores(out_dir: str | Path, dataset: DataSpec, recipe: DynamicsSpec,
     """Build the dynamics of ``recipe`` on ``dataset`` (cached) and write each score."""
     unknown = sorted(set(scores) - set(EXPORTABLE))
     if unknown:
-        raise ValueError(f"--score {unknown}: unknown; exportable: {', '.join(EXPORTABLE)}")
+        raise UsageError(f"--score {unknown}: unknown; exportable: {', '.join(EXPORTABLE)}")
     if fmt not in ("parquet", "csv"):
-        raise ValueError(f"--format must be parquet or csv, got {fmt!r}")
+        raise UsageError(f"--format must be parquet or csv, got {fmt!r}")
     ds = load_dataset(dataset, data_root)
     if recipe.augment is None:
         recipe = recipe.model_copy(update={"augment": dataset_info(dataset.name).augment_for(

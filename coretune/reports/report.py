@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from coretune.errors import PathError, UsageError
 from coretune.reports.claims import soft_label_claims
 from coretune.reports.formats import render_csv, render_latex, render_report_markdown
 from coretune.reports.html import render_html
@@ -37,7 +38,7 @@ def read_runs(dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for d in dirs:
         results = ResultsStore(str(d))
         if not results.has_results():
-            raise FileNotFoundError(f"no trial results under {results.location.path('trials')}:"
+            raise PathError(f"no trial results under {results.location.path('trials')}:"
                                     f" run `coretune sweep --out {d}` first")
         trials.append(results.read("trials").assign(run=str(d)))
         betas.append(results.read("beta_search").assign(run=str(d)))
@@ -79,7 +80,7 @@ def write_report(dirs: str | Path | list, console: Console | None = None,
     artifact store) are written and embedded beside the report's own."""
     dirs = [str(d) for d in (dirs if isinstance(dirs, list | tuple) else [dirs])]
     if compare and len(dirs) != 2:
-        raise ValueError(f"--compare needs exactly two run directories, got {len(dirs)}")
+        raise UsageError(f"--compare needs exactly two run directories, got {len(dirs)}")
     trials, betas = read_runs(dirs)
     boards = leaderboard_tables(trials)
     console = console if console is not None else Console()

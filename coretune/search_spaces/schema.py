@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from coretune.errors import SpecError
 from coretune.plugins import import_plugins
 from coretune.search_spaces.files import apply_overrides, read_with_includes, resolve_spec_path
-from coretune.selectors import get_selector
+from coretune.selectors import SELECTORS, get_selector
 from coretune.spec import (
     AugmentSpec,
     BudgetSpec,
@@ -70,8 +70,10 @@ class SelectorSpec(Frozen):
     grid: dict[str, list[Any]] = {}
 
     @model_validator(mode="after")
-    def _known(self) -> SelectorSpec:
-        info = get_selector(self.name)
+    def _known(self, info: ValidationInfo) -> SelectorSpec:
+        if self.name not in SELECTORS and not _registries(info):
+            return self  # maybe a plugin's: checked once the spec's plugins are imported
+        selector = get_selector(self.name)
         clash = set(self.args) & set(self.grid)
         if clash:
             raise ValueError(f"selector {self.name!r}: {sorted(clash)} in both args and grid")
@@ -79,7 +81,7 @@ class SelectorSpec(Frozen):
         if empty:
             raise ValueError(f"selector {self.name!r}: grid {empty} has no values")
         for combo in self.expand():
-            info.validate_args(combo)
+            selector.validate_args(combo)
         return self
 
     def expand(self) -> list[dict[str, Any]]:
@@ -232,7 +234,7 @@ class SweepSpec(Frozen):
     def _validation_split(self) -> SweepSpec:
         """Selectors that read validation signals (CLD) need a held-out split."""
         for i, sel in enumerate(self.selectors):
-            if get_selector(sel.name).needs_validation:
+            if sel.name in SELECTORS and get_selector(sel.name).needs_validation:
                 bad = [d.name for d in self.datasets if d.val_fraction <= 0]
                 if bad:
                     raise ValueError(f"selectors.{i}: {sel.name!r} needs a validation split; "

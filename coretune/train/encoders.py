@@ -182,7 +182,7 @@ def load_lite0(num_classes: int = 1000) -> nn.Module:
     source = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
     target = model.state_dict()
     if len(source) != len(target):
-        raise ValueError(f"EfficientNet-Lite0 weights hold {len(source)} tensors, timm's "
+        raise DataError(f"EfficientNet-Lite0 weights hold {len(source)} tensors, timm's "
                          f"model {len(target)}")
     mapped = {}
     for (name, dst), (src_name, src) in zip(target.items(), source.items(), strict=True):
@@ -190,7 +190,7 @@ def load_lite0(num_classes: int = 1000) -> nn.Module:
             if name.startswith("classifier") and num_classes != 1000:
                 mapped[name] = dst  # a new head: keep timm's initialisation
                 continue
-            raise ValueError(f"EfficientNet-Lite0: {src_name} {tuple(src.shape)} does not fit "
+            raise DataError(f"EfficientNet-Lite0: {src_name} {tuple(src.shape)} does not fit "
                              f"timm's {name} {tuple(dst.shape)}")
         mapped[name] = src
     model.load_state_dict(mapped)
