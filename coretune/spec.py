@@ -196,9 +196,9 @@ class TrialSpec(Frozen):
     ratio: float = Field(gt=0, le=1)
     label_mode: str = "hard"
     label_args: dict[str, Any] = {}
-    tau: float = 1.0
-    lam: float = 0.0
-    eps: float = 0.0
+    tau: float = Field(1.0, gt=0)  # softmax temperature of the teacher (Eq. 4)
+    lam: float = Field(0.0, ge=0, le=1)  # weight of the distillation term (Eq. 6)
+    eps: float = Field(0.0, ge=0, lt=1)  # label smoothing ε (Eq. 2)
     smoothing: Literal["uniform", "paper"] = "uniform"
     seed: Seed = 0
     budget: BudgetSpec = BudgetSpec()

@@ -1,53 +1,19 @@
 """Training losses for hard, smoothed, fixed-soft and online-distillation labels.
 
 Equation numbers refer to "Rethinking Coreset Selection: The Surprising Effectiveness
-of Soft Labels". All losses are computed in float32 (logits are cast with ``.float()``),
-so they are safe under bf16 autocast, and teacher outputs never receive gradients.
+of Soft Labels". The label sources of :mod:`coretune.train.labels` call these; their
+settings (τ, λ, ε, the smoothing convention) are validated once, in the trial spec. All
+losses are computed in float32 (logits are cast with ``.float()``), so they are safe under
+bf16 autocast, and teacher outputs never receive gradients.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LABEL_MODES = ("hard", "smooth", "soft", "kd")
 SMOOTHING_CONVENTIONS = ("uniform", "paper")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Loss settings.
-
-    ``eps``/``smoothing`` only affect ``smooth``; ``tau``/``lam`` only ``soft``/``kd``.
-    """
-
-    mode: str = "hard"
-    tau: float = 1.0
-    lam: float = 1.0
-    eps: float = 0.0
-    smoothing: str = "uniform"
-
-    def __post_init__(self) -> None:
-        if self.mode not in LABEL_MODES:
-            raise ValueError(f"mode must be one of {LABEL_MODES}, got {self.mode!r}")
-        if not (self.tau > 0 and math.isfinite(self.tau)):
-            raise ValueError(f"tau must be a finite number > 0, got {self.tau!r}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam must be in [0, 1], got {self.lam!r}")
-        _check_eps(self.eps)
-        if self.smoothing not in SMOOTHING_CONVENTIONS:
-            raise ValueError(
-                f"smoothing must be one of {SMOOTHING_CONVENTIONS}, got {self.smoothing!r}"
-            )
-
-    @property
-    def needs_teacher(self) -> bool:
-        """Whether this mode trains against teacher logits."""
-        return self.mode in {"soft", "kd"}
 
 
 def _check_eps(eps: float) -> None:
@@ -125,21 +91,3 @@ def distillation_loss(
         kl = (torch.xlogy(p_t, p_t) - p_t * log_p_s).sum(dim=-1)
         per_sample = per_sample + lam * tau**2 * kl
     return _reduce(per_sample, weights)
-
-
-def coreset_loss(
-    cfg: LossConfig,
-    logits: Tensor,
-    targets: Tensor,
-    teacher_logits: Tensor | None = None,
-    weights: Tensor | None = None,
-) -> Tensor:
-    """Dispatch on ``cfg.mode``: hard (Eq. 5), smooth (Eq. 2), soft / kd (Eq. 4-6)."""
-    if cfg.mode == "hard":
-        return cross_entropy(logits, targets, weights)
-    if cfg.mode == "smooth":
-        probs = smoothed_targets(targets, logits.shape[-1], cfg.eps, cfg.smoothing)
-        return cross_entropy(logits, probs, weights)
-    if teacher_logits is None:
-        raise ValueError(f"mode {cfg.mode!r} needs teacher_logits, got None")
-    return distillation_loss(logits, targets, teacher_logits, cfg.tau, cfg.lam, weights)

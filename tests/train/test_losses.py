@@ -1,23 +1,54 @@
-"""Tests for coretune.train.losses against hand-worked values."""
+"""The losses of hard, smoothed, fixed-soft and online-distillation labels against
+hand-worked values (Eq. 2, 4–6 of the soft-label paper), through the label sources the
+training loop calls and through the loss functions they call."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
+from coretune.spec import DataSpec, TrialSpec
+from coretune.train.labels import (
+    LabelConfig,
+    LabelInputs,
+    TeacherSignal,
+    get_label_source,
+    make_label_source,
+)
 from coretune.train.losses import (
-    LABEL_MODES,
     SMOOTHING_CONVENTIONS,
-    LossConfig,
-    coreset_loss,
     cross_entropy,
     distillation_loss,
     smoothed_targets,
     soft_targets,
 )
+
+LABEL_MODES = ("hard", "smooth", "soft", "kd")
+
+
+def source_loss(mode: str, logits: torch.Tensor, y: torch.Tensor,
+                teacher: torch.Tensor | None = None, weights: torch.Tensor | None = None,
+                tau: float = 1.0, lam: float = 1.0, eps: float = 0.0,
+                smoothing: str = "uniform") -> torch.Tensor:
+    """The loss of label source ``mode`` on one batch holding every sample (positions =
+    indices): fixed soft labels bound to the teacher's logits, online KD served the same
+    logits as the one view of epoch 0."""
+    signal = None
+    if teacher is not None:
+        signal = TeacherSignal(fixed_logits=teacher,
+                               view_logits=lambda seed, epochs, idx: teacher[None].expand(
+                                   len(epochs), *teacher.shape))
+    cfg = LabelConfig(mode=mode, tau=tau, lam=lam, eps=eps, smoothing=smoothing, args={})
+    source = make_label_source(cfg, LabelInputs(y, signal))
+    idx = torch.arange(len(y))
+    source.bind(idx, 0)
+    source.begin_segment(0, np.array([0]), idx.numpy())
+    return source.loss(logits, idx, idx, 0, weights)
 
 LN3 = math.log(3.0)
 # log-partition of logits [2, 0, 0]
@@ -34,7 +65,6 @@ def _close(actual: torch.Tensor, expected: float, tol: float = 1e-6) -> None:
 
 
 def test_public_constants() -> None:
-    assert LABEL_MODES == ("hard", "smooth", "soft", "kd")
     assert SMOOTHING_CONVENTIONS == ("uniform", "paper")
 
 
@@ -44,7 +74,7 @@ def test_public_constants() -> None:
 def test_hard_ce_hand_worked() -> None:
     logits, y = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])
     expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 2.0))
-    _close(coreset_loss(LossConfig(), logits, y), expected)
+    _close(source_loss("hard", logits, y), expected)
     _close(cross_entropy(logits, y), expected)
     _close(F.cross_entropy(logits, y), expected)
 
@@ -81,17 +111,16 @@ def test_smooth_loss_hand_worked() -> None:
     logits, y = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])
     # log p = [2 - LZ, -LZ, -LZ]
     # uniform eps=0.3, K=3: targets [0.8, 0.1, 0.1] -> CE = LZ - 1.6
-    _close(coreset_loss(LossConfig("smooth", eps=0.3), logits, y), LZ - 1.6)
+    _close(source_loss("smooth", logits, y, eps=0.3), LZ - 1.6)
     # paper eps=0.3, K=3: targets [0.7, 0.15, 0.15] -> CE = LZ - 1.4
-    cfg = LossConfig("smooth", eps=0.3, smoothing="paper")
-    _close(coreset_loss(cfg, logits, y), LZ - 1.4)
+    _close(source_loss("smooth", logits, y, eps=0.3, smoothing="paper"), LZ - 1.4)
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.5])
 def test_smooth_uniform_matches_torch_label_smoothing(eps: float) -> None:
     g = torch.Generator().manual_seed(1)
     logits, y = torch.randn(32, 7, generator=g), torch.randint(0, 7, (32,), generator=g)
-    loss = coreset_loss(LossConfig("smooth", eps=eps, smoothing="uniform"), logits, y)
+    loss = source_loss("smooth", logits, y, eps=eps, smoothing="uniform")
     torch.testing.assert_close(loss, F.cross_entropy(logits, y, label_smoothing=eps))
 
 
@@ -100,7 +129,7 @@ def test_smooth_conventions_differ_for_positive_eps_and_agree_at_zero() -> None:
     logits, y = torch.randn(8, 5, generator=g), torch.randint(0, 5, (8,), generator=g)
 
     def loss(eps: float, conv: str) -> torch.Tensor:
-        return coreset_loss(LossConfig("smooth", eps=eps, smoothing=conv), logits, y)
+        return source_loss("smooth", logits, y, eps=eps, smoothing=conv)
 
     assert not torch.allclose(loss(0.2, "uniform"), loss(0.2, "paper"))
     torch.testing.assert_close(loss(0.0, "uniform"), loss(0.0, "paper"))
@@ -125,7 +154,7 @@ def test_soft_targets_hand_worked() -> None:
 @pytest.mark.parametrize("mode", ["soft", "kd"])
 def test_distillation_lambda_mixing_hand_worked(mode: str) -> None:
     def loss(lam: float, tau: float = 1.0) -> torch.Tensor:
-        return coreset_loss(LossConfig(mode, tau=tau, lam=lam), STUDENT, Y0, TEACHER)
+        return source_loss(mode, STUDENT, Y0, TEACHER, tau=tau, lam=lam)
 
     _close(loss(1.0), KL_T1)
     _close(loss(0.0), math.log(2.0))  # plain CE of uniform student on class 0
@@ -165,7 +194,7 @@ def test_lambda_zero_ignores_teacher_values() -> None:
 def test_no_gradient_into_teacher() -> None:
     student = STUDENT.clone().requires_grad_(True)
     teacher = TEACHER.clone().requires_grad_(True)
-    coreset_loss(LossConfig("kd", tau=2.0, lam=0.5), student, Y0, teacher).backward()
+    source_loss("kd", student, Y0, teacher, tau=2.0, lam=0.5).backward()
     assert teacher.grad is None
     assert student.grad is not None and torch.isfinite(student.grad).all()
     assert student.grad.abs().sum() > 0
@@ -180,7 +209,7 @@ def test_weighted_mean_hand_worked() -> None:
     l0, l1 = LZ - 2.0, math.log(3.0)  # per-sample CE
     w = torch.tensor([3.0, 1.0])
     _close(cross_entropy(logits, y, w), (3 * l0 + 1 * l1) / 4)
-    _close(coreset_loss(LossConfig(), logits, y, weights=w), (3 * l0 + l1) / 4)
+    _close(source_loss("hard", logits, y, weights=w), (3 * l0 + l1) / 4)
     _close(cross_entropy(logits, y, torch.ones(2)), (l0 + l1) / 2)
 
 
@@ -197,14 +226,14 @@ def test_all_ones_weights_equal_unweighted(mode: str) -> None:
     g = torch.Generator().manual_seed(4)
     logits, y = torch.randn(10, 6, generator=g), torch.randint(0, 6, (10,), generator=g)
     teacher = torch.randn(10, 6, generator=g)
-    cfg = LossConfig(mode, tau=2.0, lam=0.3, eps=0.1)
+    kw = {"tau": 2.0, "lam": 0.3, "eps": 0.1}
     torch.testing.assert_close(
-        coreset_loss(cfg, logits, y, teacher, weights=torch.ones(10)),
-        coreset_loss(cfg, logits, y, teacher),
+        source_loss(mode, logits, y, teacher, weights=torch.ones(10), **kw),
+        source_loss(mode, logits, y, teacher, **kw),
     )
 
 
-# --- config validation ----------------------------------------------------------------
+# --- label settings: validated once, in the trial spec ----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -218,20 +247,19 @@ def test_all_ones_weights_equal_unweighted(mode: str) -> None:
         ({"lam": float("nan")}, "lam"),
         ({"eps": -0.1}, "eps"),
         ({"eps": 1.0}, "eps"),
-        ({"mode": "mixup"}, "mode"),
         ({"smoothing": "gaussian"}, "smoothing"),
     ],
 )
-def test_config_validation(kwargs: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        LossConfig(**kwargs)
+def test_label_settings_validation(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        TrialSpec(sweep="s", dataset=DataSpec(name="digits"), arch="mlp", selector="random",
+                  ratio=0.5, **kwargs)
 
 
-def test_config_defaults_and_needs_teacher() -> None:
-    cfg = LossConfig()
-    defaults = (cfg.mode, cfg.tau, cfg.lam, cfg.eps, cfg.smoothing)
-    assert defaults == ("hard", 1.0, 1.0, 0.0, "uniform")
-    assert {m: LossConfig(m).needs_teacher for m in LABEL_MODES} == {
+def test_label_modes_and_which_need_a_teacher() -> None:
+    with pytest.raises(ValueError, match="mixup"):
+        get_label_source("mixup")
+    assert {m: "teacher" in get_label_source(m).needs for m in LABEL_MODES} == {
         "hard": False,
         "smooth": False,
         "soft": True,
@@ -241,8 +269,8 @@ def test_config_defaults_and_needs_teacher() -> None:
 
 @pytest.mark.parametrize("mode", ["soft", "kd"])
 def test_teacher_mode_without_teacher_raises(mode: str) -> None:
-    with pytest.raises(ValueError, match="teacher_logits"):
-        coreset_loss(LossConfig(mode), STUDENT, Y0, None)
+    with pytest.raises(ValueError, match="teacher"):
+        source_loss(mode, STUDENT, Y0, None)
 
 
 def test_smoothed_targets_rejects_bad_arguments() -> None:
@@ -261,11 +289,10 @@ def test_bf16_autocast_cpu_gives_float32_finite_loss(mode: str) -> None:
     layer = torch.nn.Linear(8, 5)
     x, y = torch.randn(4, 8, generator=g), torch.randint(0, 5, (4,), generator=g)
     teacher = torch.randn(4, 5, generator=g).bfloat16()
-    cfg = LossConfig(mode, tau=2.0, lam=0.5, eps=0.1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = layer(x)
         assert logits.dtype == torch.bfloat16
-        loss = coreset_loss(cfg, logits, y, teacher)
+        loss = source_loss(mode, logits, y, teacher, tau=2.0, lam=0.5, eps=0.1)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
@@ -277,7 +304,7 @@ def test_cuda_matches_cpu() -> None:
     logits, y = torch.randn(8, 4, generator=g), torch.randint(0, 4, (8,), generator=g)
     teacher, w = torch.randn(8, 4, generator=g), torch.rand(8, generator=g)
     for mode in LABEL_MODES:
-        cfg = LossConfig(mode, tau=2.0, lam=0.5, eps=0.1, smoothing="paper")
-        cpu = coreset_loss(cfg, logits, y, teacher, w)
-        gpu = coreset_loss(cfg, logits.cuda(), y.cuda(), teacher.cuda(), w.cuda())
+        kw = {"tau": 2.0, "lam": 0.5, "eps": 0.1, "smoothing": "paper"}
+        cpu = source_loss(mode, logits, y, teacher, w, **kw)
+        gpu = source_loss(mode, logits.cuda(), y.cuda(), teacher.cuda(), w.cuda(), **kw)
         torch.testing.assert_close(gpu.cpu(), cpu)
