@@ -125,7 +125,7 @@ def _scores(args: argparse.Namespace, console: Console) -> int:
     dataset = next((d for d in (spec.datasets if spec else []) if d.name == args.dataset),
                    DataSpec(name=args.dataset))
     from coretune.driver.plan import default_cache_dir
-    from coretune.driver.scores import export_scores
+    from coretune.driver.score_export import export_scores
     from coretune.train.data import check_data_spec
 
     check_data_spec(dataset)  # a named error for an unknown dataset or split
