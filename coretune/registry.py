@@ -62,7 +62,11 @@ class Registry(Generic[T]):
             raise DuplicateNameError(f"{self.family} {name!r}: names starting with "
                                      f"{sorted(self._prefixes)} are resolved by prefix")
         old = self._slots.get(name)
-        if old is not None and not replace and old.origin != origin:
+        # the same module registering again is a re-import; code made by a factory
+        # (``<locals>`` in its origin) is a re-import only if it is the same entry
+        reimport = old is not None and old.origin == origin and (
+            "<locals>" not in origin or old.entry == entry)
+        if old is not None and not replace and not reimport:
             raise DuplicateNameError(
                 f"{self.family} {name!r} is already registered by {old.origin}; "
                 f"pass replace=True to replace it from {origin}")

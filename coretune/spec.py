@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 KEY_DIGITS = 24
 #: marks a field that changes how a run executes, never what it computes (grouping,
@@ -83,8 +83,19 @@ class BudgetSpec(Frozen):
     max_reports: int = Field(20, ge=1)
 
 
+class AugmentOpSpec(Frozen):
+    """One registered augmentation op (:mod:`coretune.train.augment`'s ``AUGMENTATIONS``) and
+    its typed arguments; names and arguments are checked against the registry."""
+
+    KEYED_ALWAYS = frozenset({'name', 'args'})
+
+    name: str
+    args: dict[str, Any] = {}
+
+
 class AugmentSpec(Frozen):
-    """Batched on-device augmentation: random crop after zero ``pad``, h-flip, Gaussian noise.
+    """Batched on-device augmentation: random crop after zero ``pad``, h-flip, then the
+    registered ``ops`` in order (e.g. cutout), then Gaussian noise.
 
     ``noise_std`` is added to the normalised input (standard deviations of each channel).
     """
@@ -94,10 +105,11 @@ class AugmentSpec(Frozen):
     pad: int = Field(0, ge=0)
     flip: bool = False
     noise_std: float = Field(0.0, ge=0)
+    ops: list[AugmentOpSpec] = []
 
     @property
     def active(self) -> bool:
-        return bool(self.pad or self.flip or self.noise_std)
+        return bool(self.pad or self.flip or self.noise_std or self.ops)
 
 
 class LabelNoiseSpec(Frozen):
@@ -253,3 +265,87 @@ def content_key(kind: str, version: int, spec: Any, dep_keys: Mapping[str, str] 
                "deps": dict(sorted((dep_keys or {}).items())), "data": data_fingerprint}
     digest = hashlib.sha256(canonical_json(payload).encode()).hexdigest()
     return f"{kind}-{digest[:KEY_DIGITS]}"
+
+
+# ---------------------------------------------------------------------------------------
+# Typed sub-specs of the label-free pipeline (ELFS) and of its β search. A selector declares
+# the ones it reads through artifacts (``register_selector(uses=…)``), a label source by its
+# ``args`` model deriving from them; the YAML surface stays flat (``args: {encoder: pca,
+# knn_k: 10, …}``) and the arguments enter keys exactly as written, never with defaults.
+
+#: the pseudo-label training-dynamics scores ELFS ranks by (AUM, forgetting, EL2N)
+PseudoScore = Literal["aum", "forgetting", "el2n"]
+#: ELFS's hard-pruning rate β: the share of the hardest samples dropped first
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class EncoderSpec(Frozen):
+    """The encoder of the unlabelled images (ELFS, Zheng, Tsai et al., ICLR 2025, Sec. 4.1).
+
+    ``encoder`` is a registered encoder or ``timm/<model>``; ``encoder_args`` its typed
+    keyword arguments (checked against the encoder when the trial is planned);
+    ``encoder_weights`` a local weights file, whose SHA-256 enters keys, never its path.
+    """
+
+    encoder: str = "pixels"
+    encoder_args: dict[str, Any] = {}
+    encoder_weights: str | None = None
+
+
+class KnnSpec(Frozen):
+    """The k-NN graph of the embeddings (ELFS and TEMI use k = 50; self excluded)."""
+
+    knn_k: int = Field(50, ge=1)
+    knn_metric: Literal["cosine", "euclidean"] = "cosine"
+
+
+class ClusteringSpec(Frozen):
+    """The clustering that turns embeddings into pseudo-labels (ELFS, Sec. 4.1): TEMI
+    (Adaloglou et al., BMVC 2023), SCAN (Van Gansbeke et al., ECCV 2020) or k-means, into
+    ``clusters`` groups (None: the dataset's number of classes)."""
+
+    clustering: Literal["temi", "scan", "kmeans"] = "temi"
+    clusters: int | None = Field(None, ge=2)
+    clustering_args: dict[str, Any] = {}
+    clustering_seed: int = Field(0, ge=0)
+
+
+class BetaSearchSpec(Frozen):
+    """ELFS's search for β (Sec. 4.3, App. B): the grid, tried in increasing order on a
+    ``search_fraction`` held-out split of the pseudo-labelled data (seeded by
+    ``search_seed``); a grid stops after ``patience`` falls of more than ``stop_tolerance``
+    standard errors below the best; ``search_scheduler: asha`` stops weak β trials early by
+    ASHA's rule (Li et al., MLSys 2020; ``grace_period``, ``reduction_factor``); ``score``
+    is the pseudo-label difficulty that double-end pruning ranks by."""
+
+    beta_grid: list[Beta] = Field(default_factory=lambda: [round(0.1 * i, 1)
+                                                           for i in range(10)], min_length=1)
+    search_scheduler: Literal["fifo", "asha"] = "asha"
+    patience: int = Field(1, ge=1)
+    stop_tolerance: float = Field(1.0, ge=0.0, le=100.0)
+    search_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    search_seed: int = Field(0, ge=0)
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1.0, le=100.0)
+    score: PseudoScore = "aum"
+
+
+#: the sub-specs a plugin may declare it uses, by the name it declares them with
+PIPELINE_SPECS: dict[str, type[Frozen]] = {
+    "encoder": EncoderSpec, "knn": KnnSpec, "clustering": ClusteringSpec,
+    "beta_search": BetaSearchSpec}
+
+
+def sub_spec(model: type[Frozen], args: Mapping[str, Any]) -> Frozen:
+    """``model`` from the flat ``args`` that name its fields (the others are ignored)."""
+    return model.model_validate({k: v for k, v in args.items() if k in model.model_fields})
+
+
+def argument_problem(what: str, err: ValidationError) -> str:
+    """One line for flat plugin arguments that failed a strict model: the plugin, the first
+    argument at fault (with its list positions), what is wrong, and the value given."""
+    first = err.errors()[0]
+    loc = first["loc"]
+    where = ".".join([str(loc[0]), *(str(p) for p in loc[1:] if isinstance(p, int))])
+    msg = first["msg"].replace("Input should", "should")
+    return f"{what}: argument {where!r} {msg} (got {first.get('input')!r})"

@@ -17,9 +17,14 @@ ELFS (Zheng, Tsai et al., ICLR 2025, Sec. 4.3 and App. B) grid-searches β. Here
    (1 − 1/η) quantile of the rung stops);
 4. β* is the best completed β (ties to the smaller).
 
-:func:`run_beta_search` is the whole search as a plain function, one trial after the
-other; the sweep driver runs the same trials as Ray Tune trials (ratios in parallel,
-Tune's ASHA per ratio) and commits the same artifact. Only pseudo-labels are used.
+One rule, two executors. :class:`SearchRule` is the whole rule of one search — the
+sequential grid (:class:`GridState`: which β next, when the grid stops, β*) and the ASHA
+milestone rule (:class:`AshaRule`) — and both executors ask it every decision:
+:func:`search_in_process` runs a search in this process, one β trial after the other,
+without Ray (the kind's ``compute``: tests, the GPU machine, a single build);
+:func:`coretune.driver.beta_search_tune.search_on_tune`, the kind's declared Tune executor,
+runs the sweep's searches as Ray Tune trials, searches in parallel, and commits the same
+artifacts. Only pseudo-labels are used.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from coretune.artifacts.graph import BuildContext, register_artifact
-from coretune.artifacts.store import Built
+from coretune.artifacts.graph import BuildContext, Node, register_artifact
+from coretune.artifacts.store import Artifact, Built
 from coretune.selectors import budget_for
 from coretune.selectors.base import HIGHER_IS_HARDER
 from coretune.selectors.scores import double_end_prune
@@ -48,19 +53,21 @@ TEST = "test_matched_acc"  # reported beside, never chosen on
 
 
 def search_settings(trial: TrialSpec) -> dict[str, Any]:
-    a = trial.selector_args
-    return {"grid": [float(b) for b in a.get("beta_grid") or DEFAULT_GRID],
-            "patience": int(a.get("patience", 1)),
-            "tolerance": float(a.get("stop_tolerance", 1.0)),
-            "fraction": float(a.get("search_fraction", 0.1)),
-            "scheduler": a.get("search_scheduler", "asha"), "score": a.get("score", "aum"),
-            "grace_period": int(a.get("grace_period", 1)),
-            "reduction_factor": float(a.get("reduction_factor", 3.0)),
-            "seed": int(a.get("search_seed", 0))}
+    """The trial's :class:`~coretune.spec.BetaSearchSpec` (from the selector's arguments,
+    if it declares ``uses=("beta_search",)``; else the defaults) as the search reads it."""
+    from coretune.artifacts.embeddings import trial_sub_spec
+
+    s = trial_sub_spec(trial, "beta_search")
+    return {"grid": [float(b) for b in s.beta_grid], "patience": int(s.patience),
+            "tolerance": float(s.stop_tolerance), "fraction": float(s.search_fraction),
+            "scheduler": s.search_scheduler, "score": s.score,
+            "grace_period": int(s.grace_period),
+            "reduction_factor": float(s.reduction_factor), "seed": int(s.search_seed)}
 
 
 def beta_search_params(trial: TrialSpec) -> Mapping[str, Any]:
-    """The search settings, the ratio and the student recipe (arch, budget, optimizer)."""
+    """The search settings (ELFS Sec. 4.3, App. B), the ratio and the student recipe
+    (arch, budget, optimizer, augmentation)."""
     return {**search_settings(trial), "ratio": trial.ratio,
             "student": {"arch": trial.arch, "arch_args": trial.arch_args,
                         "budget": trial.budget.key_dump(),
@@ -215,32 +222,98 @@ class GridState:
         return Built(arrays, meta)
 
 
-def run_beta_search(inputs: SearchInputs) -> GridState:
-    """The whole search, one trial after the other (the reference the Tune path matches)."""
-    p = inputs.params
-    state = GridState(distinct_betas(p["grid"], inputs.train_pos.size, p["ratio"]),
-                      p["patience"], inputs.val_pos.size, p["tolerance"])
-    rule = (AshaRule(p["grace_period"], p["reduction_factor"], p["student"]["budget"][
-        "max_reports"]) if p["scheduler"] == "asha" else None)
-    while (beta := state.next_beta()) is not None:
-        passed: set[float] = set()
-        last, status, reports = {}, "ok", 0
+@dataclass
+class SearchRule:
+    """The whole stopping and pruning rule of one β search, shared by both executors.
+
+    An executor asks it three things and decides nothing itself: :meth:`next_beta` (the
+    β trial to run next, None once the grid is decided), :meth:`stop_trial` at each report
+    of that trial (ASHA's rule with ``scheduler: asha``; never on the final report), and
+    :meth:`complete` once the trial has ended. So the in-process search and the Tune
+    experiment stop the same trials and end the grid at the same β.
+    """
+
+    grid: GridState
+    asha: AshaRule | None
+    passed: dict[float, set[float]] = field(default_factory=dict)  # β → milestones seen
+    stopped: set[float] = field(default_factory=set)  # β trials this rule stopped
+
+    @classmethod
+    def for_search(cls, params: Mapping[str, Any], n_train: int, n_val: int) -> SearchRule:
+        """The rule of a search with ``params`` (the kind's) on an ``n_train``/``n_val``
+        split of the pseudo-labelled data."""
+        grid = GridState(distinct_betas(params["grid"], n_train, params["ratio"]),
+                         params["patience"], n_val, params["tolerance"])
+        asha = (AshaRule(params["grace_period"], params["reduction_factor"],
+                         params["student"]["budget"]["max_reports"])
+                if params["scheduler"] == "asha" else None)
+        return cls(grid, asha)
+
+    @property
+    def done(self) -> bool:
+        return self.grid.done
+
+    def next_beta(self) -> float | None:
+        return self.grid.next_beta()
+
+    def stop_trial(self, beta: float, iteration: int, report: Mapping[str, Any]) -> bool:
+        """Whether β's trial stops now, after its ``iteration``-th ``report``. Asking twice
+        about one report is harmless: each milestone counts once per trial."""
+        if self.asha is None or report.get("final"):
+            return False
+        if self.asha.stop(iteration, float(report[METRIC]), self.passed.setdefault(beta, set())):
+            self.stopped.add(beta)
+            return True
+        return False
+
+    def complete(self, beta: float, last: Mapping[str, Any], reports: int) -> None:
+        """Record β's trial, ended after ``reports`` reports, ``last`` the last of them."""
+        self.grid.record(beta, last[METRIC], last.get(TEST),
+                         "stopped" if beta in self.stopped else "ok", reports)
+
+
+def search_in_process(inputs: SearchInputs) -> GridState:
+    """The whole search in this process, one β trial after the other, no Ray."""
+    rule = SearchRule.for_search(inputs.params, inputs.train_pos.size, inputs.val_pos.size)
+    while (beta := rule.next_beta()) is not None:
+        last, reports = {}, 0
         for reports, last in enumerate(beta_trial(inputs, beta), start=1):
-            if rule is not None and not last.get("final") and rule.stop(
-                    reports, last[METRIC], passed):
-                status = "stopped"
+            if rule.stop_trial(beta, reports, last):
                 break
-        state.record(beta, last[METRIC], last.get(TEST), status, reports)
-    return state
+        rule.complete(beta, last, reports)
+    return rule.grid
+
+
+def beta_search_rows(sweep: str, node: Node, art: Artifact) -> list[dict[str, Any]]:
+    """Rows of the ``beta_search`` result table for one committed search (its β curve)."""
+    chosen = art.meta["beta"]
+    stopped = art.array("stopped")
+    rows = []
+    for i, beta in enumerate(art.array("betas").tolist()):
+        test = float(art.array(TEST)[i])
+        rows.append({"sweep": sweep, "search_key": node.key, "dataset": node.dataset.name,
+                     "ratio": float(art.meta["ratio"]), "beta": beta,
+                     "heldout_acc": float(art.array("heldout_acc")[i]),
+                     TEST: None if test != test else test,
+                     "status": "stopped" if stopped[i] else "ok",
+                     "reports": int(art.array("epochs")[i]), "chosen": beta == chosen,
+                     "trials_run": int(art.meta["trials_run"]),
+                     "grid_size": int(art.meta["grid_size"]),
+                     "scheduler": str(art.meta["scheduler"])})
+    return rows
 
 
 @register_artifact("beta_search", version=2, params=beta_search_params,
                    deps=lambda trial: {"scores": "pseudo_dynamics", "labels": "pseudo_labels"},
-                   provides={"beta_search": lambda art: float(art.meta["beta"])}, gpu=True)
+                   provides={"beta_search": lambda art: float(art.meta["beta"])}, gpu=True,
+                   executor="tune",
+                   tune_executor="coretune.driver.beta_search_tune:search_on_tune",
+                   results_table="beta_search", results_key="search_key",
+                   results_rows=beta_search_rows)
 def build_beta_search(ctx: BuildContext) -> Built:
-    """The β search in this process (the sweep driver runs it as Tune trials instead)."""
+    """The β search in this process (a sweep runs it on Tune, its declared executor)."""
     inputs = SearchInputs.build(ctx.dataset, ctx.deps["labels"].array("labels"),
                                 {k: ctx.deps["scores"].array(k)
                                  for k in ("aum", "forgetting", "el2n")},
                                 ctx.params, ctx.device)
-    return run_beta_search(inputs).built(ctx.params)
+    return search_in_process(inputs).built(ctx.params)

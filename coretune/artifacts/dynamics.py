@@ -212,7 +212,8 @@ def grad_embed_of(art: Artifact) -> GradEmbedding:
 
 @register_artifact("dynamics", version=2, params=dynamics_params, deps=dynamics_deps,
                    provides={"scores": scores_of, "outputs": outputs_of,
-                             "features": features_of, "grad_embed": grad_embed_of}, gpu=True)
+                             "features": features_of, "grad_embed": grad_embed_of}, gpu=True,
+                   recipes=("dynamics",))
 def build_dynamics(ctx: BuildContext) -> Built:
     """Per-sample scores and proxies of full-data runs on the trial's label source."""
     recipe = DynamicsSpec.model_validate(ctx.params)

@@ -8,7 +8,13 @@ A kind is one compute function and one decorator::
 ``params(trial)`` is the part of a :class:`~coretune.spec.TrialSpec` the kind depends on
 (None: the trial does not use this kind), ``deps(trial)`` names the kinds it is built from,
 ``provides`` the needs (of selectors and label sources) it satisfies, and ``context`` what a
-consumer is handed for such a need. A :class:`Node` is one artifact to build; its key is
+consumer is handed for such a need. A kind also declares what the generic layers need to
+know of it, so that none of them names a kind: ``recipes`` (the :class:`TrialSpec` recipe
+fields its params read — the schema keeps a recipe only where some kind reads it),
+``executor`` (``"task"``: one Ray task per node; ``"tune"``: the kind's nodes run as one
+Tune experiment, the ``module:function`` given as ``tune_executor``) and ``results_table``
+(a result table the driver fills with ``results_rows`` of each built node). A :class:`Node`
+is one artifact to build; its key is
 :func:`coretune.spec.content_key` of (kind, version, params, dependency keys, the dataset's
 fingerprint), so bumping a kind's version changes its key and every key downstream.
 """
@@ -56,6 +62,12 @@ class ArtifactKind:
     views: Mapping[str, Callable[[Artifact], Any]] = field(default_factory=dict)
     local: Callable[[TrialSpec], Mapping[str, Any]] | None = None
     check: Callable[[Node, ImageDataset], None] | None = None  # at plan time, before Ray
+    recipes: tuple[str, ...] = ()  # TrialSpec recipe fields its params read
+    executor: str = "task"  # "task" (one Ray task per node) or "tune" (one Tune experiment)
+    tune_executor: str | None = None  # "module:function" running its nodes, if "tune"
+    results_table: str | None = None  # a result table written from its built nodes
+    results_key: str | None = None  # the table's column holding the node's key
+    results_rows: Callable[[str, Node, Artifact], list[dict]] | None = None
 
     def view(self, need: str, art: Artifact) -> Any:
         """What a consumer of ``need`` is handed: the need's own view, the kind's
@@ -70,6 +82,9 @@ class UnknownKindError(UnknownNameError):
 
 KINDS: Registry[ArtifactKind] = Registry("artifact kind", UnknownKindError)
 
+#: how a kind's nodes are built: one Ray task each, or all together as one Tune experiment
+EXECUTORS = ("task", "tune")
+
 
 def register_artifact(kind: str, version: int, *,
                       params: Callable[[TrialSpec], Mapping[str, Any] | None],
@@ -79,6 +94,12 @@ def register_artifact(kind: str, version: int, *,
                       gpu: bool = False,
                       local: Callable[[TrialSpec], Mapping[str, Any]] | None = None,
                       check: Callable[[Node, ImageDataset], None] | None = None,
+                      recipes: Iterable[str] = (),
+                      executor: str = "task",
+                      tune_executor: str | None = None,
+                      results_table: str | None = None,
+                      results_key: str | None = None,
+                      results_rows: Callable[[str, Node, Artifact], list[dict]] | None = None,
                       replace: bool = False) -> Callable:
     """Register ``compute(ctx: BuildContext) -> Built`` as artifact kind ``kind``.
 
@@ -87,8 +108,32 @@ def register_artifact(kind: str, version: int, *,
     machine-local inputs (file paths) handed to the build as ``ctx.local`` but kept out of
     the key: ``params`` must carry their content (a checksum) instead. ``check(node,
     dataset)`` validates such inputs when the sweep is planned, before Ray starts.
+
+    The declarations the generic layers read instead of naming kinds: ``recipes`` lists
+    the :class:`TrialSpec` recipe fields ``params`` reads (``"teacher"``, ``"dynamics"``;
+    a recipe no kind of a trial's graph declares is dropped from the trial, so a kind that
+    reads one must declare it). ``executor="tune"`` has the driver build all missing nodes
+    of the kind together with ``tune_executor``, a ``"module:function"`` path (imported
+    only then: the executor needs Ray, this layer does not) called as ``fn(nodes,
+    datasets, store, resources, plugins, tune_storage)``; it commits every node.
+    ``results_table`` names a result table the driver fills, for each node of the plan
+    whose key is not yet in the table's ``results_key`` column, with ``results_rows(sweep,
+    node, artifact)``.
     """
     views = dict(provides) if isinstance(provides, Mapping) else {}
+    recipes = tuple(recipes)
+    if unknown := sorted(set(recipes) - set(TrialSpec.model_fields)):
+        raise ValueError(f"artifact kind {kind!r}: recipes {unknown} are not TrialSpec fields")
+    if executor not in EXECUTORS:
+        raise ValueError(f"artifact kind {kind!r}: executor must be one of {EXECUTORS}, "
+                         f"got {executor!r}")
+    if (executor == "tune") != (tune_executor is not None):
+        raise ValueError(f"artifact kind {kind!r}: tune_executor ('module:function') is "
+                         "given exactly when executor is 'tune'")
+    if (results_table is None) != (results_rows is None) or (
+            (results_table is None) != (results_key is None)):
+        raise ValueError(f"artifact kind {kind!r}: results_table, results_key and "
+                         "results_rows go together")
 
     def decorate(fn: Callable[[BuildContext], Built]) -> Callable[[BuildContext], Built]:
         for need in provides:
@@ -99,7 +144,9 @@ def register_artifact(kind: str, version: int, *,
                                          f"{other.name!r}")
         KINDS.add(kind, ArtifactKind(kind, int(version), fn, params, deps or (lambda t: {}),
                                      frozenset(provides), context, gpu, fn.__module__, views,
-                                     local, check), origin=origin_of(fn), replace=replace)
+                                     local, check, recipes, executor, tune_executor,
+                                     results_table, results_key, results_rows),
+                  origin=origin_of(fn), replace=replace)
         from coretune.selectors.base import register_need
 
         for need in provides:
@@ -115,6 +162,16 @@ def get_kind(name: str) -> ArtifactKind:
 
 def available_kinds() -> list[str]:
     return KINDS.names()
+
+
+def tune_executor_of(kind: ArtifactKind) -> Callable[..., None]:
+    """The function that builds ``kind``'s nodes as one Tune experiment (imported now)."""
+    import importlib
+
+    if kind.tune_executor is None:
+        raise ValueError(f"artifact kind {kind.name!r} is built by Ray tasks, not by Tune")
+    module, _, name = kind.tune_executor.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def provider_of(need: str) -> ArtifactKind:

@@ -18,14 +18,15 @@ from coretune.spec import TrialSpec
 
 
 def knn_params(trial: TrialSpec) -> Mapping[str, Any]:
-    s = pipeline_settings(trial)
-    return {"k": int(s["knn_k"]), "metric": s["knn_metric"]}
+    s = pipeline_settings(trial).knn
+    return {"k": int(s.knn_k), "metric": s.knn_metric}
 
 
 @register_artifact("knn", version=1, params=knn_params,
                    deps=lambda trial: {"embeddings": "embeddings"},
                    provides={"knn": lambda art: (art.array("indices"), art.array("distances"))})
 def build_knn(ctx: BuildContext) -> Built:
+    """Each sample's k nearest neighbours in the embeddings (faiss; self excluded)."""
     emb = ctx.deps["embeddings"].array("embeddings")
     k = min(int(ctx.params["k"]), len(emb) - 1)
     idx, dist = knn_graph(emb, k, ctx.params["metric"], seed=0)

@@ -26,7 +26,9 @@ def pseudo_dynamics_params(trial: TrialSpec) -> Mapping[str, Any] | None:
 
 @register_artifact("pseudo_dynamics", version=1, params=pseudo_dynamics_params,
                    deps=lambda trial: {"labels": "pseudo_labels"},
-                   provides={"pseudo_scores": scores_of}, gpu=True)
+                   provides={"pseudo_scores": scores_of}, gpu=True, recipes=("dynamics",))
 def build_pseudo_dynamics(ctx: BuildContext) -> Built:
+    """Training dynamics of the dynamics recipe trained on the pseudo-labels (ELFS, Sec.
+    4.2): AUM, forgetting and EL2N without ground truth."""
     recipe = DynamicsSpec.model_validate(ctx.params)
     return record_dynamics(ctx.dataset, recipe, ctx.deps["labels"].array("labels"), ctx.device)

@@ -2,7 +2,8 @@
 
 ``clustering: temi`` (default; Adaloglou et al. 2023), ``scan`` or ``kmeans`` on the
 embeddings and their k-NN pairs (:mod:`coretune.train.clustering`), into ``clusters``
-groups (default: the dataset's number of classes). The labels never depend on ground
+groups (default: the dataset's number of classes) — the trial's
+:class:`~coretune.spec.ClusteringSpec`. The labels never depend on ground
 truth; where it exists, the Hungarian-matched accuracy, NMI and ARI of the pseudo-labels
 are computed afterwards and stored in the metadata for reports only — nothing chooses on
 them.
@@ -12,23 +13,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from coretune.artifacts.embeddings import pipeline_settings
 from coretune.artifacts.graph import BuildContext, register_artifact
 from coretune.artifacts.store import Built
-from coretune.spec import TrialSpec
+from coretune.spec import ClusteringSpec, TrialSpec
 from coretune.train.clustering import clustering_metrics, kmeans, scan, temi
 
-METHODS = ("temi", "scan", "kmeans")
+METHODS = get_args(ClusteringSpec.model_fields["clustering"].annotation)
 
 
 def pseudo_label_params(trial: TrialSpec) -> Mapping[str, Any]:
-    s = pipeline_settings(trial)
-    if s["clustering"] not in METHODS:
-        raise ValueError(f"clustering must be one of {METHODS}, got {s['clustering']!r}")
-    return {"method": s["clustering"], "clusters": s["clusters"],
-            "args": dict(s["clustering_args"]), "seed": int(s["clustering_seed"])}
+    s = pipeline_settings(trial).clustering
+    return {"method": s.clustering, "clusters": s.clusters, "args": dict(s.clustering_args),
+            "seed": int(s.clustering_seed)}
 
 
 def cluster(method: str, embeddings, knn, clusters: int, seed: int, args: Mapping[str, Any],
@@ -45,6 +44,8 @@ def cluster(method: str, embeddings, knn, clusters: int, seed: int, args: Mappin
                    deps=lambda trial: {"embeddings": "embeddings", "knn": "knn"},
                    provides={"pseudo_labels": lambda art: art.array("labels")}, gpu=True)
 def build_pseudo_labels(ctx: BuildContext) -> Built:
+    """Cluster the embeddings (TEMI, SCAN or k-means) into pseudo-labels; their accuracy,
+    NMI and ARI against ground truth go into the metadata, for reports only."""
     p = ctx.params
     emb = ctx.deps["embeddings"].array("embeddings")
     knn = ctx.deps["knn"].array("indices")

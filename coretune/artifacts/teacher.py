@@ -21,7 +21,7 @@ from coretune.artifacts.store import (
     torch_state_bytes,
     torch_state_from_bytes,
 )
-from coretune.spec import AugmentSpec, RecipeSpec, TrialSpec
+from coretune.spec import AugmentSpec, RecipeSpec, TrialSpec, canonical_json
 from coretune.train.augment import augment_views
 from coretune.train.data import DeviceData, ImageDataset, to_device
 from coretune.train.evaluate import evaluate, on_test_split, predict_logits
@@ -47,7 +47,8 @@ def train_full(data: DeviceData, recipe: RecipeSpec, hooks: Hooks | None = None,
     return model, result
 
 
-@register_artifact("teacher", version=1, params=teacher_params, provides={"teacher"}, gpu=True)
+@register_artifact("teacher", version=1, params=teacher_params, provides={"teacher"}, gpu=True,
+                   recipes=("teacher",))
 def build_teacher(ctx: BuildContext) -> Built:
     """Train the teacher on all of the training split with hard labels; cache its logits."""
     recipe = RecipeSpec.model_validate(ctx.params)
@@ -99,7 +100,7 @@ class TeacherService:
         return torch.softmax(z, dim=1).numpy()
 
     def _slot(self, seed: int, epoch: int, aug: AugmentSpec) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (seed, epoch, aug.pad, aug.flip)
+        key = (seed, epoch, aug.pad, aug.flip, canonical_json(aug.ops))
         if key not in self._views:
             n, k = self.train_logits.shape
             self._views[key] = (torch.zeros(n, k, dtype=torch.float16),
@@ -114,7 +115,7 @@ class TeacherService:
                     augment: AugmentSpec | None = None) -> np.ndarray:
         """Teacher logits ``[E, n, K]`` of the views (seed, epoch, index) for each epoch.
 
-        Views are the crops and flips of ``augment`` (the dataset's default if None), as the
+        Views are the crops, flips and ops of ``augment`` (the dataset's default if None), as the
         student sees them; input noise is the student's own and is not applied here.
         """
         idx = np.asarray(indices, dtype=np.int64)

@@ -1,10 +1,12 @@
 """Build a plan's missing artifacts on Ray, dependencies first, with a live view.
 
-Most kinds are one Ray task per node (independent nodes in parallel, each with the
-sweep's per-trial CPU and, for ``gpu=True`` kinds, GPU share); ELFS's β searches are Tune
-experiments (:mod:`coretune.driver.beta_search`), and the nodes that depend on them are
-built after. Each node is built exactly once even with other drivers on the same store
-(the store's lock): a task that finds it committed returns at once.
+Each kind declares its executor (``register_artifact(executor=...)``); no kind is named
+here. ``"task"`` kinds are one Ray task per node (independent nodes in parallel, each
+with the sweep's per-trial CPU and, for ``gpu=True`` kinds, GPU share); a ``"tune"`` kind
+(ELFS's β search) has all its missing nodes run together by its declared Tune executor,
+once what they depend on is built, and the nodes that depend on them are built after.
+Each node is built exactly once even with other drivers on the same store (the store's
+lock): a task that finds it committed returns at once.
 """
 
 from __future__ import annotations
@@ -18,12 +20,9 @@ import ray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from coretune.artifacts.graph import Node, get_kind
+from coretune.artifacts.graph import Node, get_kind, tune_executor_of
 from coretune.driver.plan import Plan
 from coretune.driver.worker import build_node
-
-#: kinds the driver builds as Tune experiments instead of single Ray tasks
-TUNE_KINDS = {"beta_search"}
 
 
 def tune_storage(plan: Plan) -> str:
@@ -33,35 +32,54 @@ def tune_storage(plan: Plan) -> str:
                                                               "coretune-tune")
 
 
+def by_tune(node: Node) -> bool:
+    """Whether ``node``'s kind is built by a Tune experiment rather than a Ray task."""
+    return get_kind(node.kind).executor == "tune"
+
+
 def build_artifacts(plan: Plan, console: Console | None = None,
                     quiet: bool = True) -> tuple[float, int]:
     """Build every missing node, dependencies first, independent ones in parallel; each
-    exactly once (the store's lock) even with other drivers at work. Most are Ray tasks;
-    ELFS's β searches are Tune experiments, and what depends on them is built after.
-    Returns (seconds, nodes actually built)."""
+    exactly once (the store's lock) even with other drivers at work. In rounds: the task
+    nodes that wait on no missing Tune-built node, as Ray tasks; then the Tune-built nodes
+    whose dependencies are all built, by their kind's executor (one experiment per kind);
+    again until nothing is missing. Returns (seconds, nodes actually built)."""
     started = time.perf_counter()
-    searches = [n for n in plan.missing if n.kind in TUNE_KINDS]
-    search_keys = {n.key for n in searches}
-    after = [n for n in plan.missing if n.key not in search_keys
-             and any(d.key in search_keys for d in n.walk()[:-1])]
-    later = {n.key for n in after}
-    first = [n for n in plan.missing if n.key not in search_keys and n.key not in later]
-    # each dataset goes to the object store once for both rounds of tasks
+    remaining = list(plan.missing)  # dependencies first
+    # each dataset goes to the object store once for every round of tasks
     data_refs = ({ds.fingerprint: ray.put(ds) for ds in plan.datasets.values()}
-                 if first or after else {})
-    with _ArtifactView(len(plan.missing), console, quiet) as view:
-        built = _build_tasks(plan, first, data_refs, view)
-        if searches:
-            from coretune.driver.beta_search import run_beta_searches
-
-            view.running(Counter(n.kind for n in searches))
-            run_beta_searches(searches, plan.datasets, plan.store, plan.spec.resources,
-                              tune_storage(plan))
-            plan.cached |= search_keys
-            built += len(searches)
-            view.done(len(searches))
-        built += _build_tasks(plan, after, data_refs, view)
+                 if any(not by_tune(n) for n in remaining) else {})
+    built = 0
+    with _ArtifactView(len(remaining), console, quiet) as view:
+        while remaining:
+            waiting = {n.key for n in remaining if by_tune(n)}
+            tasks = [n for n in remaining if n.key not in waiting
+                     and not any(d.key in waiting for d in n.walk()[:-1])]
+            built += _build_tasks(plan, tasks, data_refs, view)
+            done = {n.key for n in tasks}
+            left = {n.key for n in remaining} - done
+            tuned = [n for n in remaining if n.key in waiting
+                     and not any(d.key in left for d in n.walk()[:-1])]
+            built += _build_tuned(plan, tuned, view)
+            done |= {n.key for n in tuned}
+            if not done:
+                raise RuntimeError("artifact graph: no missing node can be built "
+                                   f"({', '.join(sorted({n.kind for n in remaining}))})")
+            remaining = [n for n in remaining if n.key not in done]
     return time.perf_counter() - started, built
+
+
+def _build_tuned(plan: Plan, nodes: list[Node], view: _ArtifactView) -> int:
+    """Build ``nodes`` (their dependencies built) with their kinds' Tune executors, one
+    experiment per kind; the number of nodes so built."""
+    for kind in sorted({n.kind for n in nodes}):
+        mine = [n for n in nodes if n.kind == kind]
+        view.running(Counter({kind: len(mine)}))
+        tune_executor_of(get_kind(kind))(mine, plan.datasets, plan.store, plan.spec.resources,
+                                         list(plan.spec.plugins), tune_storage(plan))
+        plan.cached |= {n.key for n in mine}
+        view.done(len(mine))
+    return len(nodes)
 
 
 def _build_tasks(plan: Plan, nodes: list[Node], data_refs: dict[str, ray.ObjectRef],

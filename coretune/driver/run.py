@@ -30,8 +30,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from coretune.artifacts.graph import get_kind
 from coretune.artifacts.selection import load_selection
-from coretune.driver.build import TUNE_KINDS, build_artifacts, tune_storage
+from coretune.driver.build import build_artifacts, tune_storage
 from coretune.driver.plan import Plan, PlannedTrial, check_resources, check_shared, plan_sweep
 from coretune.driver.worker import (
     NAMESPACE,
@@ -85,13 +86,21 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
-def _write_beta_searches(plan: Plan) -> None:
-    """The β curves of the plan's searches that the results do not hold yet."""
-    from coretune.driver.beta_search import beta_search_rows
-
-    have = set(plan.results.read("beta_search")["search_key"])
-    nodes = [n for n in plan.nodes if n.kind in TUNE_KINDS and n.key not in have]
-    plan.results.write("beta_search", beta_search_rows(plan.spec.name, plan.store, nodes))
+def _write_kind_tables(plan: Plan) -> None:
+    """Each result table a kind declares (``results_table``; ELFS's β curves), filled with
+    the rows of the plan's nodes of that kind that the table does not hold yet — one part
+    file per table. No kind is named here: the kind says table, key column and rows."""
+    tables: dict[str, list] = {}
+    for node in plan.nodes:
+        kind = get_kind(node.kind)
+        if kind.results_table is not None:
+            tables.setdefault(kind.results_table, []).append((kind, node))
+    for table, entries in tables.items():
+        have = {col: set(plan.results.read(table)[col])
+                for col in {kind.results_key for kind, _ in entries}}
+        rows = [row for kind, node in entries if node.key not in have[kind.results_key]
+                for row in kind.results_rows(plan.spec.name, node, plan.store.load(node.key))]
+        plan.results.write(table, rows)
 
 
 class _ResultWriter(tune.Callback):
@@ -253,7 +262,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     teacher_keys = {s.teacher_key: s for g in plan.groups for s in g if s.teacher_key}
     teacher_acc = {k: float(plan.store.load(k).meta["test_acc"]) for k in teacher_keys}
     select_seconds = _write_selections(plan)
-    _write_beta_searches(plan)
+    _write_kind_tables(plan)
 
     res = plan.spec.resources
     run_id = f"{plan.spec.name}-{uuid.uuid4().hex[:10]}"
@@ -268,7 +277,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         actors.append(TeacherActor.options(
             name=teacher_actor_name(run_id, key), num_gpus=res.teacher_gpu,
         ).remote(f"{run_id}:refs", plan.store.uri, key,
-                 "cuda" if res.teacher_gpu > 0 else "cpu"))
+                 "cuda" if res.teacher_gpu > 0 else "cpu", list(plan.spec.plugins)))
     ray.get([a.info.remote() for a in actors])
 
     groups = [{"group_id": f"g{i:05d}-{g[0].trial_id}", "metric": plan.spec.metric,

@@ -1,5 +1,11 @@
 """Inside Ray: the Tune function trainable, the teacher actor, the artifact build task.
 
+Every Ray entry point that runs coretune code — :func:`build_node`,
+:func:`coretune_trainable`, :class:`TeacherActor` (its restarts re-run the constructor)
+and the β-search trials of :mod:`coretune.driver.beta_search_tune` — calls
+:func:`enter_worker` first, with the spec's plugin modules, so a plugin's selectors, kinds,
+models and datasets exist in every process that may look them up.
+
 Per worker process (Tune reuses actors) each dataset is moved to the device once, and
 teacher logits and coresets are fetched once; every trial that worker runs shares them.
 A Tune trial trains one or more students, interleaved report by report, and reports
@@ -58,7 +64,9 @@ class TeacherActor(TeacherService):
     the artifact store; calls waiting on it are retried.
     """
 
-    def __init__(self, refs_actor: str, store_uri: str, key: str, device: str = "cpu"):
+    def __init__(self, refs_actor: str, store_uri: str, key: str, device: str = "cpu",
+                 plugins: list[str] | None = None):
+        enter_worker(plugins)  # the teacher's arch may be a plugin's model
         ds_ref, logits_ref = ray.get(
             ray.get_actor(refs_actor, namespace=NAMESPACE).get.remote(key))
         super().__init__(ray.get(ds_ref), store_uri, key, device)
@@ -72,6 +80,16 @@ class TeacherActor(TeacherService):
 def teacher_actor_name(run_id: str, teacher_key: str) -> str:
     """One actor per (sweep run, teacher): no other sweep finds or kills it."""
     return f"{run_id}:{teacher_key}"
+
+
+def enter_worker(plugins: list[str] | tuple[str, ...] | None, threads: float | None = None
+                 ) -> None:
+    """What every Ray process runs before coretune code: import the spec's ``plugins``
+    (they register themselves; a restarted or reused process imports nothing twice) and,
+    if given, give torch the process's ``threads`` (its CPU share)."""
+    import_plugins(plugins)
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
 
 
 def _device() -> str:
@@ -88,8 +106,7 @@ def _once(key: tuple, make):
 def build_node(store_uri: str, node: Node, dataset: ImageDataset, plugins: list[str],
                threads: int, *dep_keys: str) -> tuple[str, bool, float]:
     """Build one artifact (its dependencies are committed: their keys are the arguments)."""
-    import_plugins(plugins)
-    torch.set_num_threads(max(1, threads))
+    enter_worker(plugins, threads)
     started = time.perf_counter()
     art, built = build(node, ArtifactStore(store_uri), dataset, _device())
     return art.key, built, time.perf_counter() - started
@@ -127,8 +144,7 @@ class _Student:
                                  lambda key=key, need=need: consumer_view(need, store.load(key)))
                      for need, key in student["label_keys"].items() if need != "teacher"}
         labels = make_label_source(
-            LabelConfig(trial.label_mode, trial.tau, trial.lam, trial.eps, trial.smoothing,
-                        trial.label_args),
+            LabelConfig.of(trial),
             LabelInputs(data.train_y, _teacher_signal(student, trial, device), artifacts))
         dev = data.device
         model = init_model(trial.arch, trial.arch_args, tuple(data.train_x.shape[1:]),
@@ -169,8 +185,7 @@ def coretune_trainable(config: dict, datasets: dict[str, ImageDataset], store_ur
                        plugins: list[str], cpus_per_trial: float = 1.0) -> None:
     """Tune function trainable: the students of one group, reporting at each report point."""
     body_started = time.perf_counter()
-    import_plugins(plugins)
-    torch.set_num_threads(max(1, int(cpus_per_trial)))
+    enter_worker(plugins, cpus_per_trial)
     group = config["group"]
     store = _once(("store", store_uri), lambda: ArtifactStore(store_uri))
     device = _device()

@@ -95,11 +95,13 @@ _LABEL_BOUNDS = {
     "lam": (lambda x: 0 <= x <= 1, "in [0, 1]"),
     "eps": (lambda x: 0 <= x < 1, "in [0, 1)"),
 }
-_NEUTRAL = {"tau": 1.0, "lam": 0.0, "eps": 0.0, "smoothing": "uniform"}
+#: what a label source that ignores a knob gets for it: the trial spec's one default
+_NEUTRAL = {k: TrialSpec.model_fields[k].default for k in ("tau", "lam", "eps", "smoothing")}
 
 
 class LabelModeSpec(Frozen):
-    """A label regime (a registered label source); τ, λ, ε may each be a list (grid)."""
+    """A label regime (a registered label source); τ, λ, ε may each be a list (grid);
+    ``args`` are the source's own typed arguments (``pseudo``: encoder, k-NN, clustering)."""
 
     mode: str
     tau: float | list[float] = 4.0
@@ -115,6 +117,17 @@ class LabelModeSpec(Frozen):
             from coretune.train.labels import get_label_source
 
             get_label_source(v)
+        return v
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """``args`` strictly against the label source's typed model (unknown names, types
+        and bounds), once the registries are imported; kept as written (keys hash them)."""
+        if _registries(info) and "mode" in info.data:
+            from coretune.train.labels import get_label_source
+
+            get_label_source(info.data["mode"]).validate_args(v)
         return v
 
     @field_validator("tau", "lam", "eps")
@@ -222,6 +235,17 @@ class SweepSpec(Frozen):
             check_model_name(v.arch, v.arch_args)
         return v
 
+    @field_validator("augment", "teacher", "dynamics")
+    @classmethod
+    def _augment_ops(cls, v: Any, info: ValidationInfo) -> Any:
+        """Augmentation op names and arguments, against the registry (plugins imported)."""
+        if _registries(info):
+            from coretune.train.augment import check_augment
+
+            recipe = isinstance(v, RecipeSpec)
+            check_augment(v.augment if recipe else v, "augment.ops" if recipe else "ops")
+        return v
+
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, v: list[float]) -> list[float]:
@@ -292,8 +316,11 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
 
 
 def _with_recipes(trial: TrialSpec) -> TrialSpec:
-    """Keep the teacher and dynamics recipes only if the trial's artifact graph uses them."""
-    from coretune.artifacts.graph import UnknownKindError, need_nodes
+    """Keep each optional recipe of the trial (a field that defaults to None: teacher,
+    dynamics) only if some kind of its artifact graph declares that it reads it
+    (``register_artifact(recipes=...)``): a recipe nothing reads stays out of the trial, so
+    it cannot change the trial's id, and no kind is named here."""
+    from coretune.artifacts.graph import UnknownKindError, get_kind, need_nodes
     from coretune.train.labels import get_label_source
 
     needs = set(get_selector(trial.selector).needs(trial.selector_args))
@@ -303,9 +330,10 @@ def _with_recipes(trial: TrialSpec) -> TrialSpec:
     except UnknownKindError as err:
         raise SpecError(f"search space {trial.sweep}: selector {trial.selector!r} / label "
                         f"mode {trial.label_mode!r}: {err}") from None
-    return trial.model_copy(update={
-        "teacher": trial.teacher if "teacher" in kinds else None,
-        "dynamics": trial.dynamics if kinds & {"dynamics", "pseudo_dynamics"} else None})
+    read = {r for kind in kinds for r in get_kind(kind).recipes}
+    optional = [name for name, f in TrialSpec.model_fields.items() if f.default is None]
+    return trial.model_copy(update={r: getattr(trial, r) if r in read else None
+                                    for r in optional})
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, wraps
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import ValidationError
 
 from coretune.errors import PluginArgumentError, UnknownNameError
 from coretune.registry import Registry, TypedArguments, origin_of
+from coretune.spec import PIPELINE_SPECS, Frozen, argument_problem, sub_spec
 
 #: Artifacts a selector may declare it needs: the built-in ones (fields of the context),
 #: the proxy signals of :mod:`coretune.selectors.proxies` (read with ``ctx.artifact``), plus
@@ -205,7 +207,13 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 @dataclass(frozen=True)
 class SelectorInfo:
-    """A registered selector: its function, what it needs, and the paper it follows."""
+    """A registered selector: its function, what it needs, and the paper it follows.
+
+    ``uses`` names the typed sub-specs of :data:`coretune.spec.PIPELINE_SPECS` (``encoder``,
+    ``knn``, ``clustering``, ``beta_search``) whose settings the selector reads through
+    artifacts, not as parameters: their fields are accepted as its arguments, each
+    validated by its model, and ``fn`` drops them before calling the function as written.
+    """
 
     name: str
     fn: SelectorFn
@@ -215,6 +223,7 @@ class SelectorInfo:
     balanced_default: bool = False
     needs_validation: bool = False  # its proxies need the dataset's validation split
     version: int = 1  # bumped when the algorithm changes: its cached coresets are rebuilt
+    uses: tuple[str, ...] = ()
 
     def class_balanced(self, args: Mapping[str, Any] | None = None) -> bool:
         """Whether ``args`` ask for per-class budgets (else the selector's default):
@@ -238,29 +247,74 @@ class SelectorInfo:
                              f"{sorted(supervised)}: they are computed from ground-truth labels")
         return needs
 
+    @property
+    def function(self) -> SelectorFn:
+        """The selector function as written (``fn`` without the wrapper of ``uses``)."""
+        return inspect.unwrap(self.fn)
+
     def parameters(self) -> dict[str, inspect.Parameter]:
-        """Keyword arguments the selector accepts (beyond ``ctx`` and ``budget``)."""
-        params = list(inspect.signature(self.fn).parameters.values())[2:]
+        """Keyword arguments the selector function takes (beyond ``ctx`` and ``budget``)."""
+        params = list(inspect.signature(self.function).parameters.values())[2:]
         return {p.name: p for p in params if p.kind not in _VARIADIC}
 
     @cached_property
     def arguments(self) -> TypedArguments:
         """The strict typed model of the keyword arguments, from the signature, plus
         ``class_balanced`` with the selector's default."""
-        return TypedArguments(self.fn, 2, f"selector {self.name!r}",
+        return TypedArguments(self.function, 2, f"selector {self.name!r}",
                               {"class_balanced": (bool, self.balanced_default)})
 
-    def validate_args(self, args: Mapping[str, Any]) -> None:
-        """Check ``args`` against the selector's declared schema: its keyword parameters and
-        their type hints (``Literal``, ``Annotated`` bounds), strictly (no coercion).
+    def sub_specs(self) -> dict[str, type[Frozen]]:
+        """The typed sub-specs the selector declared it uses, by name."""
+        return {name: PIPELINE_SPECS[name] for name in self.uses}
 
-        Raises :class:`SelectorArgumentError` naming the argument and the bad value.
+    def sub_spec(self, name: str, args: Mapping[str, Any]) -> Frozen | None:
+        """Sub-spec ``name`` from ``args`` (None if the selector does not use it)."""
+        return sub_spec(PIPELINE_SPECS[name], args) if name in self.uses else None
+
+    def accepted(self) -> list[str]:
+        """Every argument name the selector accepts: its own and its sub-specs' fields."""
+        names = set(self.arguments.names)
+        for model in self.sub_specs().values():
+            names |= set(model.model_fields)
+        return sorted(names)
+
+    def validate_args(self, args: Mapping[str, Any]) -> None:
+        """Check ``args`` strictly (no coercion): the selector's keyword parameters against
+        their type hints (``Literal``, ``Annotated`` bounds), the fields of each sub-spec it
+        uses against that model. Raises :class:`SelectorArgumentError` naming the argument
+        and the bad value (or the unknown names and the accepted ones).
         """
+        what = f"selector {self.name!r}"
+        if not isinstance(args, Mapping):
+            raise SelectorArgumentError(f"{what}: arguments must be a mapping, got {args!r}")
+        args = dict(args)
+        accepted = self.accepted()
+        unknown = [] if self.arguments.takes_any else sorted(set(args) - set(accepted))
+        if unknown:
+            raise SelectorArgumentError(f"{what} takes no argument(s) {unknown}; it accepts "
+                                        f"{accepted}")
+        own = set(self.arguments.names)
         try:
-            self.arguments.validate(dict(args))
+            self.arguments.validate({k: v for k, v in args.items() if k in own})
         except PluginArgumentError as err:
             raise SelectorArgumentError(str(err)) from None
+        for model in self.sub_specs().values():
+            try:
+                sub_spec(model, args)
+            except ValidationError as err:
+                raise SelectorArgumentError(argument_problem(what, err)) from None
         self.needs(args)
+
+
+def _without_sub_specs(fn: SelectorFn, drop: frozenset[str]) -> SelectorFn:
+    """``fn`` called without the sub-spec settings ``drop`` (read through artifacts)."""
+
+    @wraps(fn)
+    def call(ctx: SelectionContext, budget: int, **args: Any) -> Selection | np.ndarray:
+        return fn(ctx, budget, **{k: v for k, v in args.items() if k not in drop})
+
+    return call
 
 
 #: methods the papers evaluate that coretune does not implement, and why
@@ -276,7 +330,7 @@ SELECTORS: Registry[SelectorInfo] = Registry(
 def register_selector(
     name: str, *, needs: NeedsSpec = (), label_free: bool = False, paper: str = "",
     class_balanced: bool = False, needs_validation: bool = False, version: int = 1,
-    replace: bool = False,
+    uses: Iterable[str] = (), replace: bool = False,
 ) -> Callable[[SelectorFn], SelectorFn]:
     """Register ``fn(ctx, budget, **args) -> Selection`` under ``name``.
 
@@ -287,15 +341,35 @@ def register_selector(
     the selector reads validation-split signals (the spec must hold out a split).
     ``version``: bump it when the algorithm changes; it enters the key of every coreset
     the selector builds, so exactly those (and the students trained on them) are redone.
+    ``uses``: the typed sub-specs (:data:`coretune.spec.PIPELINE_SPECS`) whose settings the
+    selector reads through its artifacts; their fields are its arguments too, and the
+    function takes one as a parameter only if it reads it itself (with the same default).
     """
+    uses = tuple(uses)
 
     def decorate(fn: SelectorFn) -> SelectorFn:
         if "class_balanced" in inspect.signature(fn).parameters:
             raise ValueError(f"selector {name!r}: class_balanced is handled by select(); "
                              "set register_selector(class_balanced=...) for its default")
-        info = SelectorInfo(name=name, fn=fn, needs_spec=needs, label_free=label_free,
-                            paper=paper, balanced_default=class_balanced,
-                            needs_validation=needs_validation, version=version)
+        unknown = sorted(set(uses) - set(PIPELINE_SPECS))
+        if unknown:
+            raise ValueError(f"selector {name!r} uses unknown sub-specs {unknown}; known: "
+                             f"{sorted(PIPELINE_SPECS)}")
+        params = inspect.signature(fn).parameters
+        settings: set[str] = set()
+        for model in (PIPELINE_SPECS[u] for u in uses):
+            settings |= set(model.model_fields)
+            for shared in set(model.model_fields) & set(params):  # read by both: one default
+                default = model.model_fields[shared].get_default(call_default_factory=True)
+                if params[shared].default != default:
+                    raise ValueError(f"selector {name!r}: parameter {shared!r} defaults to "
+                                     f"{params[shared].default!r}, its sub-spec "
+                                     f"{model.__name__} to {default!r}")
+        drop = frozenset(settings - set(params))
+        info = SelectorInfo(name=name, fn=_without_sub_specs(fn, drop) if drop else fn,
+                            needs_spec=needs, label_free=label_free, paper=paper,
+                            balanced_default=class_balanced,
+                            needs_validation=needs_validation, version=version, uses=uses)
         info.needs({})  # fail at import time on a bad declaration
         SELECTORS.add(name, info, origin=origin_of(fn), replace=replace)
         return fn

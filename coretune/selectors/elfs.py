@@ -11,17 +11,18 @@ scored on pseudo-labels only; a number fixes β. The selector itself is O(N log 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
-from annotated_types import Ge, Interval
 
 from coretune.selectors.base import HIGHER_IS_HARDER, Selection, SelectionContext, register_selector
 from coretune.selectors.ccs import ccs_select
 from coretune.selectors.d2 import d2_select
 from coretune.selectors.scores import double_end_prune
+from coretune.spec import Beta, BetaSearchSpec, PseudoScore
 
-Beta = Annotated[float, Interval(ge=0.0, lt=1.0)]
+#: one default for the score, shared with the β search that ranks by the same difficulty
+DEFAULT_SCORE: PseudoScore = BetaSearchSpec.model_fields["score"].default
 
 
 def elfs_needs(args: dict) -> set[str]:
@@ -32,27 +33,17 @@ def elfs_needs(args: dict) -> set[str]:
 
 
 @register_selector("elfs", needs=elfs_needs, label_free=True,
+                   uses=("encoder", "knn", "clustering", "beta_search"),
                    paper="Zheng, Tsai et al., ELFS: Label-Free Coreset Selection with Proxy "
                          "Training Dynamics, ICLR 2025")
 def elfs(ctx: SelectionContext, budget: int, beta: Beta | Literal["auto"] = "auto",
-         score: Literal["aum", "forgetting", "el2n"] = "aum",
-         encoder: str = "pixels", encoder_args: dict | None = None,
-         encoder_weights: str | None = None, knn_k: Annotated[int, Ge(1)] = 50,
-         knn_metric: Literal["cosine", "euclidean"] = "cosine",
-         clustering: Literal["temi", "scan", "kmeans"] = "temi",
-         clusters: Annotated[int, Ge(2)] | None = None, clustering_args: dict | None = None,
-         clustering_seed: Annotated[int, Ge(0)] = 0,
-         beta_grid: list[Beta] | None = None,
-         search_scheduler: Literal["fifo", "asha"] = "asha",
-         patience: Annotated[int, Ge(1)] = 1,
-         stop_tolerance: Annotated[float, Interval(ge=0.0, le=100.0)] = 1.0,
-         search_fraction: Annotated[float, Interval(gt=0.0, lt=1.0)] = 0.1,
-         search_seed: Annotated[int, Ge(0)] = 0, grace_period: Annotated[int, Ge(1)] = 1,
-         reduction_factor: Annotated[float, Interval(gt=1.0, le=100.0)] = 3.0,
+         score: PseudoScore = DEFAULT_SCORE,
          sampler: Literal["double_end", "ccs", "d2"] = "double_end") -> Selection:
-    """Double-end pruning of the pseudo-label difficulty with β* (or a given β); ``sampler``
-    swaps in CCS or D² on the same difficulty (ELFS Table 3's ablation; D² on the
-    embedding k-NN graph)."""
+    """Double-end pruning (ELFS Sec. 4.3) of the pseudo-label difficulty with β* (or a given
+    β); ``sampler`` swaps in CCS or D² on the same difficulty (ELFS Table 3's ablation; D²
+    on the embedding k-NN graph). The encoder, k-NN, clustering and β-search settings
+    (:class:`~coretune.spec.EncoderSpec`, ``KnnSpec``, ``ClusteringSpec``,
+    ``BetaSearchSpec``) reach it only through its artifacts."""
     chosen_beta = float(ctx.artifact("beta_search")) if beta == "auto" else float(beta)
     raw = np.asarray(ctx.artifact("pseudo_scores")[score], dtype=np.float64)
     difficulty = raw if HIGHER_IS_HARDER[score] else -raw

@@ -29,13 +29,14 @@ def prototype_distances(embeddings: np.ndarray, clusters: int, seed: int) -> np.
 
 
 @register_selector("prototypicality", needs={"embeddings"}, label_free=True,
+                   uses=("encoder",),
                    paper="Sorscher et al., Beyond neural scaling laws: beating power law "
                          "scaling via data pruning, NeurIPS 2022")
 def prototypicality(ctx: SelectionContext, budget: int, keep: Keep = "hardest",
-                    clusters: Annotated[int, Ge(1)] | None = None,
-                    encoder: str = "pixels", encoder_args: dict | None = None,
-                    encoder_weights: str | None = None) -> Selection:
-    """Keep the samples farthest from (or nearest to) their k-means prototype."""
+                    clusters: Annotated[int, Ge(1)] | None = None) -> Selection:
+    """Keep the samples farthest from (or nearest to) their k-means prototype (Sorscher et
+    al. 2022, Sec. 5); ``clusters`` prototypes (default: the number of classes) — its own
+    k-means, not the pseudo-label clustering of a ``pseudo`` label mode."""
     k = min(clusters or ctx.num_classes, ctx.num_samples)
     dist = prototype_distances(ctx.embeddings, k, ctx.seed)
     return Selection(rank_by_difficulty(dist, budget, keep, ctx.rng()))

@@ -99,12 +99,12 @@ def zcore_raw_scores(embeddings: np.ndarray, rng: np.random.Generator, n_samples
 
 
 @register_selector("zcore", needs={"embeddings"}, label_free=True, version=2,
+                   uses=("encoder",),
                    paper="Griffin et al., Zero-Shot Coreset Selection: Efficient Pruning for "
                          "Unlabeled Data, 2024 (voxel51/zcore)")
 def zcore(ctx: SelectionContext, budget: int, n_samples: Annotated[int, Ge(1)] | None = None,
           sample_dim: Annotated[int, Ge(1)] = 2, redund_nn: Annotated[int, Ge(0)] = 1000,
-          redund_exp: Annotated[float, Ge(0.0)] = 4.0, encoder: str = "pixels",
-          encoder_args: dict | None = None, encoder_weights: str | None = None) -> Selection:
+          redund_exp: Annotated[float, Ge(0.0)] = 4.0) -> Selection:
     """Keep the highest coverage-minus-redundancy scores (default: N draws)."""
     rng = ctx.rng()
     scores = zcore_scores(ctx.embeddings, rng, n_samples or ctx.num_samples,

@@ -19,10 +19,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import Tensor
 
-from coretune.errors import UnknownNameError
+from coretune.errors import PluginArgumentError, UnknownNameError
 from coretune.registry import Registry, origin_of
+from coretune.spec import (
+    PIPELINE_SPECS,
+    ClusteringSpec,
+    EncoderSpec,
+    Frozen,
+    KnnSpec,
+    TrialSpec,
+    argument_problem,
+    sub_spec,
+)
 from coretune.train.losses import cross_entropy, distillation_loss, smoothed_targets
 
 #: ``view_logits(seed, epochs[E], indices[n]) -> [E, n, K]`` teacher logits of each view.
@@ -37,16 +48,30 @@ class TeacherSignal:
     view_logits: ViewLogits | None = None
 
 
+#: the trial spec's defaults of the label fields: neutral where a label source ignores them
+_NEUTRAL = {name: TrialSpec.model_fields[name].default
+            for name in ("label_mode", "tau", "lam", "eps", "smoothing")}
+
+
 @dataclass(frozen=True)
 class LabelConfig:
-    """The label settings of a trial: τ, λ, ε, the smoothing convention, extra arguments."""
+    """The label settings of a trial: τ, λ, ε, the smoothing convention, extra arguments.
 
-    mode: str = "hard"
-    tau: float = 1.0
-    lam: float = 0.0
-    eps: float = 0.0
-    smoothing: str = "uniform"
+    A view of :class:`~coretune.spec.TrialSpec`'s label fields (:meth:`of`), which hold the
+    one default and the one validation of each; the defaults here are read from there."""
+
+    mode: str = _NEUTRAL["label_mode"]
+    tau: float = _NEUTRAL["tau"]
+    lam: float = _NEUTRAL["lam"]
+    eps: float = _NEUTRAL["eps"]
+    smoothing: str = _NEUTRAL["smoothing"]
     args: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, trial: TrialSpec) -> LabelConfig:
+        """The label settings of ``trial``."""
+        return cls(trial.label_mode, trial.tau, trial.lam, trial.eps, trial.smoothing,
+                   dict(trial.label_args))
 
 
 @dataclass
@@ -133,13 +158,43 @@ class ViewTeacherLabels(HardLabels):
 LabelFactory = Callable[[LabelConfig, LabelInputs], LabelSource]
 
 
+class NoArguments(Frozen):
+    """The arguments of a label source that takes none."""
+
+
 @dataclass(frozen=True)
 class LabelSourceInfo:
+    """A registered label source. ``args`` is the typed model of its ``args:`` mapping (one
+    default per setting, unknown names refused); deriving from a sub-spec of
+    :data:`coretune.spec.PIPELINE_SPECS` declares that the source's artifacts read it."""
+
     name: str
     factory: LabelFactory
     needs: frozenset[str]
     uses: frozenset[str]  # which of tau, lam, eps, smoothing the source reads
     paper: str = ""
+    args: type[Frozen] = NoArguments
+
+    def sub_spec(self, name: str, args: Mapping[str, Any]) -> Frozen | None:
+        """Sub-spec ``name`` from ``args`` (None if the source's args do not declare it)."""
+        model = PIPELINE_SPECS[name]
+        return sub_spec(model, args) if issubclass(self.args, model) else None
+
+    def validate_args(self, args: Mapping[str, Any]) -> None:
+        """Check ``args`` strictly against the source's model: one line naming the label
+        mode, the argument and the value (or the unknown names and the accepted ones)."""
+        what = f"label mode {self.name!r}"
+        if not isinstance(args, Mapping):
+            raise PluginArgumentError(f"{what}: args must be a mapping, got {args!r}")
+        accepted = sorted(self.args.model_fields)
+        unknown = sorted(set(args) - set(accepted))
+        if unknown:
+            raise PluginArgumentError(f"{what} takes no argument(s) {unknown}; it accepts "
+                                      f"{accepted or 'none'}")
+        try:
+            self.args.model_validate(dict(args))
+        except ValidationError as err:
+            raise PluginArgumentError(argument_problem(what, err)) from None
 
 
 class UnknownLabelSourceError(UnknownNameError):
@@ -150,12 +205,13 @@ LABEL_SOURCES: Registry[LabelSourceInfo] = Registry("label mode", UnknownLabelSo
 
 
 def register_label_source(name: str, *, needs: Iterable[str] = (), uses: Iterable[str] = (),
-                          paper: str = "", replace: bool = False
-                          ) -> Callable[[LabelFactory], LabelFactory]:
-    """Register ``factory(config, inputs) -> LabelSource`` as label mode ``name``."""
+                          paper: str = "", args: type[Frozen] = NoArguments,
+                          replace: bool = False) -> Callable[[LabelFactory], LabelFactory]:
+    """Register ``factory(config, inputs) -> LabelSource`` as label mode ``name``; ``args``
+    is the strict model of its ``args:`` (validated before Ray starts; default: none)."""
 
     def decorate(fn: LabelFactory) -> LabelFactory:
-        info = LabelSourceInfo(name, fn, frozenset(needs), frozenset(uses), paper)
+        info = LabelSourceInfo(name, fn, frozenset(needs), frozenset(uses), paper, args)
         LABEL_SOURCES.add(name, info, origin=origin_of(fn), replace=replace)
         return fn
 
@@ -209,7 +265,11 @@ def _kd(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     return ViewTeacherLabels(inputs.targets, inputs.teacher.view_logits, cfg.tau, cfg.lam)
 
 
-@register_label_source("pseudo", needs=("pseudo_labels",),
+class PseudoLabelArgs(EncoderSpec, KnnSpec, ClusteringSpec):
+    """The ``pseudo`` mode's args: the encoder, k-NN and clustering that make its labels."""
+
+
+@register_label_source("pseudo", needs=("pseudo_labels",), args=PseudoLabelArgs,
                        paper="ELFS (Zheng, Tsai et al., ICLR 2025): train on pseudo-labels")
 def _pseudo(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     y = torch.as_tensor(np.asarray(inputs.artifacts["pseudo_labels"]), dtype=torch.int64,

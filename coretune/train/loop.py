@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from coretune.spec import AugmentSpec, BudgetSpec, OptimizerSpec
-from coretune.train.augment import add_input_noise, augment_batch, view_params
+from coretune.train.augment import EpochViews, add_input_noise
 from coretune.train.data import DeviceData
 from coretune.train.evaluate import Evaluator, autocast, predict_logits
 from coretune.train.labels import LabelSource
@@ -185,17 +185,16 @@ def train_steps(
             for epoch in range(seg_start, report_epoch):
                 model.train()
                 gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-                perm = torch.randperm(n, generator=gen).to(dev)
-                dy, dx, flip = (torch.as_tensor(a, device=dev)
-                                for a in view_params(seed, epoch, np_idx, aug))
+                perm_host = torch.randperm(n, generator=gen)
+                perm = perm_host.to(dev)
+                views = EpochViews(seed, epoch, np_idx, aug, dev)
                 for b in range(spe):
                     if step >= total:
                         break
-                    pos = perm[b * bs:(b + 1) * bs if b < spe - 1 else n]
+                    batch = slice(b * bs, (b + 1) * bs if b < spe - 1 else n)
+                    pos = perm[batch]
                     idx = sel[pos]
-                    x = data.train_x[idx]
-                    if aug.pad or aug.flip:
-                        x = augment_batch(x, dy[pos], dx[pos], flip[pos], aug.pad)
+                    x = views(data.train_x[idx], pos, perm_host[batch].numpy())
                     x = add_input_noise(data.normalize(x), aug.noise_std, seed, epoch, b)
                     if dev.type == "cuda":
                         x = x.contiguous(memory_format=torch.channels_last)

@@ -11,7 +11,7 @@ from coretune.artifacts.beta_search import (
     SearchInputs,
     beta_trial,
     distinct_betas,
-    run_beta_search,
+    search_in_process,
 )
 from coretune.artifacts.graph import build
 from coretune.artifacts.selection import load_selection
@@ -116,12 +116,12 @@ def test_beta_search_picks_the_brute_force_beta_with_fewer_trials(built):
     betas = distinct_betas(grid, inputs.train_pos.size, 0.3)
     brute = {b: list(beta_trial(inputs, b))[-1]["heldout_acc"] for b in betas}
     best = max(brute, key=lambda b: (brute[b], -b))
-    state = run_beta_search(inputs)
+    state = search_in_process(inputs)
     assert state.best() == best
     assert len(state.results) < len(betas)  # stopped once the curve fell
     for b, r in state.results.items():  # the same trials, the same numbers
         assert r["heldout_acc"] == brute[b]
-    with_asha = run_beta_search(_inputs(plan, 0.3, grid, "asha"))
+    with_asha = search_in_process(_inputs(plan, 0.3, grid, "asha"))
     assert len(with_asha.results) <= len(state.results) and with_asha.best() == best
 
 
@@ -174,3 +174,101 @@ def test_grid_stops_on_a_fall_beyond_the_noise_of_the_held_out_split():
     # 5,000 held-out samples: 0.7 points; the 3-point dip is a real fall
     assert run(curve, patience=1, val_size=5000, tolerance=1.0).best() == 0.1
     assert run(curve, patience=2).best() == 0.5  # patience also rides out one dip
+
+
+# ------------------------------------------------------------- typed pipeline settings
+PSEUDO_SPEC = """
+name: pseudo_leak
+datasets: digits
+archs: mlp
+ratios: [0.2]
+selectors:
+{selectors}
+label_modes:
+  - {label}
+budget: {{unit: iterations, value: 30, max_reports: 3}}
+dynamics: {{arch: mlp, budget: {{value: 2}}}}
+"""
+
+
+def _plan(tmp_path, selectors: str, label: str = "{mode: pseudo}"):
+    path = tmp_path / "spec.yaml"
+    path.write_text(PSEUDO_SPEC.format(selectors=selectors, label=label))
+    return plan_sweep(path, tmp_path / "out", tmp_path / "cache", dry_run=True)
+
+
+def test_a_selectors_own_clusters_never_reach_the_pseudo_label_clustering(tmp_path):
+    """prototypicality's ``clusters`` are its k-means prototypes: under ``label_mode:
+    pseudo`` the pseudo-labels keep the clustering default (they took 3 before)."""
+    from coretune.spec import ClusteringSpec
+
+    plan = _plan(tmp_path, "  - {name: prototypicality, args: {clusters: 3}}")
+    (trial,) = plan.trials
+    assert trial.spec.selector_args == {"clusters": 3}  # enters the keys as written
+    assert trial.label_nodes["pseudo_labels"].params["clusters"] is None
+    assert ClusteringSpec().clusters is None
+    # the pseudo mode's own args and elfs (which uses the clustering sub-spec) do set it
+    plan = _plan(tmp_path, "  - {name: prototypicality, args: {clusters: 3}}",
+                 "{mode: pseudo, args: {clusters: 4, clustering: kmeans}}")
+    assert plan.trials[0].label_nodes["pseudo_labels"].params["clusters"] == 4
+    plan = _plan(tmp_path, "  - {name: elfs, args: {clusters: 5, beta: 0.1}}",
+                 "{mode: pseudo, args: {clusters: 4, clustering: kmeans}}")
+    params = plan.trials[0].label_nodes["pseudo_labels"].params
+    assert params["clusters"] == 5 and params["method"] == "kmeans"  # selector over source
+
+
+def test_encoder_arguments_are_checked_when_the_trial_is_planned(tmp_path):
+    from coretune.errors import PluginArgumentError
+
+    with pytest.raises(PluginArgumentError, match=r"elfs.*encoder 'pca'.*\['dimm'\]"):
+        _plan(tmp_path, "  - {name: elfs, args: {encoder: pca, encoder_args: {dimm: 3}}}",
+              "mode: hard")
+    with pytest.raises(PluginArgumentError, match="'dim'"):
+        _plan(tmp_path, "  - {name: zcore, args: {encoder: pca, encoder_args: {dim: '3'}}}",
+              "mode: hard")
+
+
+def _trial(selector: str, **args):
+    from coretune.spec import DataSpec, DynamicsSpec, TrialSpec
+
+    return TrialSpec(sweep="s", dataset=DataSpec(name="digits"), arch="mlp", selector=selector,
+                     selector_args=args, ratio=0.2, dynamics=DynamicsSpec())
+
+
+def test_the_settings_used_are_the_sub_spec_defaults(monkeypatch):
+    """One default per setting: the sub-spec model's default is the value a kind uses, and
+    changing it changes the params (a default in a selector signature once did nothing)."""
+    from pydantic import Field
+
+    from coretune.artifacts.beta_search import beta_search_params
+    from coretune.artifacts.knn import knn_params
+    from coretune.spec import PIPELINE_SPECS, BetaSearchSpec, KnnSpec
+
+    trial = _trial("d2_label_free")
+    assert knn_params(trial) == {"k": KnnSpec().knn_k, "metric": KnnSpec().knn_metric}
+    assert beta_search_params(_trial("elfs"))["patience"] == BetaSearchSpec().patience
+
+    class Knn(KnnSpec):
+        knn_k: int = Field(7, ge=1)
+
+    class Search(BetaSearchSpec):
+        patience: int = Field(3, ge=1)
+
+    monkeypatch.setitem(PIPELINE_SPECS, "knn", Knn)
+    monkeypatch.setitem(PIPELINE_SPECS, "beta_search", Search)
+    assert knn_params(trial)["k"] == 7
+    assert knn_params(_trial("d2_label_free", knn_k=9))["k"] == 9  # as written wins
+    assert beta_search_params(_trial("elfs"))["patience"] == 3
+
+
+def test_beta_search_params_keep_their_keys():
+    from coretune.artifacts.beta_search import search_settings
+
+    assert search_settings(_trial("elfs")) == {
+        "grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "patience": 1,
+        "tolerance": 1.0, "fraction": 0.1, "scheduler": "asha", "score": "aum",
+        "grace_period": 1, "reduction_factor": 3.0, "seed": 0}
+    got = search_settings(_trial("elfs", beta_grid=[0, 0.5], stop_tolerance=2, score="el2n",
+                                 search_seed=4, search_scheduler="fifo"))
+    assert got["grid"] == [0.0, 0.5] and isinstance(got["tolerance"], float)
+    assert (got["score"], got["seed"], got["scheduler"]) == ("el2n", 4, "fifo")

@@ -13,7 +13,7 @@ from coretune.artifacts.graph import build
 from coretune.artifacts.selection import load_selection
 from coretune.cli import main
 from coretune.driver.plan import plan_sweep
-from coretune.driver.scores import export_scores
+from coretune.driver.score_export import export_scores
 from coretune.spec import BudgetSpec, DataSpec, DynamicsSpec, OptimizerSpec
 from tests.conftest import TINY_SPEC
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
+from coretune.spec import Frozen
 from coretune.train.labels import HardLabels, LabelConfig, LabelInputs, register_label_source
 
 
@@ -18,12 +21,23 @@ class _NanAfter(HardLabels):
         return loss * float("nan") if self.calls > self.at else loss
 
 
-@register_label_source("nan_after", paper="test plugin: the loss turns NaN after `at` steps")
+class NanAfterArgs(Frozen):
+    at: int = Field(ge=0)  # steps before the loss turns NaN
+
+
+class FlakyArgs(Frozen):
+    fail_times: int = Field(ge=0)  # attempts that raise before one succeeds
+    marker: str  # a file counting the attempts
+
+
+@register_label_source("nan_after", args=NanAfterArgs,
+                       paper="test plugin: the loss turns NaN after `at` steps")
 def nan_after(cfg: LabelConfig, inputs: LabelInputs) -> HardLabels:
     return _NanAfter(inputs.targets, int(cfg.args["at"]))
 
 
-@register_label_source("flaky", paper="test plugin: raises the first `fail_times` times")
+@register_label_source("flaky", args=FlakyArgs,
+                       paper="test plugin: raises the first `fail_times` times")
 def flaky(cfg: LabelConfig, inputs: LabelInputs) -> HardLabels:
     marker = Path(cfg.args["marker"])
     attempts = int(marker.read_text()) if marker.exists() else 0

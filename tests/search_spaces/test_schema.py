@@ -96,3 +96,31 @@ def test_spec_knobs_enter_the_trial(write_spec):
     assert spec.metric_mode == "min"
     base = expand(load_spec(write_spec(name="base")))[0]
     assert t.trial_id("fp") != base.trial_id("fp")
+
+
+@pytest.mark.parametrize("args,needle", [
+    ("{knn_kk: 10}", "field 'label_modes.1.args': label mode 'pseudo' takes no argument(s) "
+                     "['knn_kk']"),
+    ("{knn_k: ten}", "field 'label_modes.1.args': label mode 'pseudo': argument 'knn_k' "
+                     "should be a valid integer (got 'ten')"),
+    ("{clustering: dbscan}", "argument 'clustering' should be 'temi', 'scan' or 'kmeans'"),
+])
+def test_label_source_arguments_are_validated_strictly(write_spec, args, needle):
+    path = write_spec(replace={"  - mode: hard\n": f"  - mode: hard\n  - {{mode: pseudo, "
+                                                   f"args: {args}}}\n"})
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_label_arguments_stay_as_written_and_a_bad_one_exits_2(write_spec, tmp_path, capsys):
+    from coretune.cli import main
+
+    good = write_spec(replace={"  - mode: hard\n": "  - {mode: pseudo, args: {knn_k: 10}}\n"})
+    pseudo = [t for t in expand(load_spec(good)) if t.label_mode == "pseudo"]
+    assert pseudo and all(t.label_args == {"knn_k": 10} for t in pseudo)  # no defaults added
+    bad = write_spec(name="bad", replace={"  - mode: hard\n": "  - {mode: hard, args: {x: 1}}\n"})
+    code = main(["sweep", str(bad), "--out", str(tmp_path / "o"), "--cache",
+                 str(tmp_path / "c"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "label mode 'hard' takes no argument(s) ['x']" in err.replace("\n", " ")

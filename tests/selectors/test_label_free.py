@@ -76,3 +76,88 @@ def test_label_free_d2_spreads_picks_over_the_graph():
     # the densest nodes are the triangles'; the reverse pass lowers the first pick's
     # neighbours, so the second pick comes from the other triangle
     assert sorted(picked // 3) == [0, 1]
+
+
+# ------------------------------------------------------------- arguments, typed once
+def _body(fn) -> str:
+    """The source of ``fn``'s body (its signature and docstring left out)."""
+    import ast
+    import inspect
+    import textwrap
+
+    node = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    body = node.body[1:] if isinstance(getattr(node.body[0], "value", None),
+                                       ast.Constant) else node.body
+    return "\n".join(ast.unparse(stmt) for stmt in body)
+
+
+def test_no_selector_carries_a_parameter_its_function_does_not_read():
+    import re
+
+    from coretune.selectors import SELECTORS
+
+    unread = {}
+    for name, info in SELECTORS.items():
+        if info.function.__name__ == "<lambda>":  # a test's throwaway (no parameters)
+            continue
+        body = _body(info.function)
+        missing = [p for p in info.parameters() if not re.search(rf"\b{p}\b", body)]
+        if missing:
+            unread[name] = missing
+    assert not unread, f"parameters no function body reads: {unread}"
+
+
+def test_pipeline_settings_are_sub_specs_not_parameters():
+    from coretune.selectors import get_selector
+    from coretune.spec import PIPELINE_SPECS
+
+    expected = {"elfs": ("encoder", "knn", "clustering", "beta_search"),
+                "d2_label_free": ("encoder", "knn"), "prototypicality": ("encoder",),
+                "zcore": ("encoder",)}
+    for name, uses in expected.items():
+        info = get_selector(name)
+        assert info.uses == uses
+        fields = set().union(*(PIPELINE_SPECS[u].model_fields for u in uses))
+        # read by the function itself: elfs ranks by the same score its β search uses
+        assert set(info.parameters()) & fields <= {"score"}, name
+        assert fields <= set(info.accepted()), name
+
+
+@pytest.mark.parametrize("selector,args,needle", [
+    ("elfs", {"knn_k": "50"}, "argument 'knn_k' should be a valid integer"),
+    ("elfs", {"knn_k": 0}, "'knn_k' should be greater than or equal to 1"),
+    ("elfs", {"clustering": "dbscan"}, "'clustering' should be 'temi', 'scan' or 'kmeans'"),
+    ("elfs", {"beta_grid": [0.1, 1.2]}, "'beta_grid.1' should be less than 1"),
+    ("elfs", {"encoder_args": None}, "'encoder_args' should be a valid dictionary"),
+    ("elfs", {"knn_kk": 5}, "selector 'elfs' takes no argument(s) ['knn_kk']; it accepts"),
+    # settings of sub-specs a selector does not use are no longer its arguments
+    ("prototypicality", {"knn_k": 5}, "'prototypicality' takes no argument(s) ['knn_k']"),
+    ("zcore", {"clustering": "kmeans"}, "'zcore' takes no argument(s) ['clustering']"),
+    ("d2_label_free", {"clusters": 3}, "'d2_label_free' takes no argument(s) ['clusters']"),
+])
+def test_bad_pipeline_arguments_are_refused_naming_the_argument(selector, args, needle):
+    from coretune.selectors import SelectorArgumentError, get_selector
+
+    with pytest.raises(SelectorArgumentError) as err:
+        get_selector(selector).validate_args(args)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_selectors_run_with_their_pipeline_settings_in_args():
+    """The settings a selector reads through artifacts never reach its function."""
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    ctx = SelectionContext.from_needs(20, 2, 0, {"embeddings": x})
+    plain = select("prototypicality", ctx, 5).indices
+    with_encoder = select("prototypicality", ctx, 5, encoder="pca", encoder_args={"dim": 2})
+    assert np.array_equal(plain, with_encoder.indices)
+
+
+def test_a_parameter_shared_with_a_sub_spec_has_its_one_default():
+    from coretune.selectors import register_selector
+    from coretune.selectors.base import SELECTORS
+
+    with SELECTORS.temporary(), pytest.raises(ValueError, match="'knn_k' defaults to 10"):
+        register_selector("_two_defaults", uses=("knn",))(
+            lambda ctx, budget, knn_k=10: np.arange(budget + 0 * knn_k))
+    with SELECTORS.temporary(), pytest.raises(ValueError, match="unknown sub-specs"):
+        register_selector("_typo", uses=("encoders",))(lambda ctx, budget: np.arange(budget))

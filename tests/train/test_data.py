@@ -1,4 +1,3 @@
-import gzip
 import struct
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from coretune.train.data import (
     to_device,
 )
 from coretune.train.datasets.fashion_mnist import read_idx
+from tests.train.formats import write_fashion_mnist
 
 
 def test_digits_is_real_and_split_stratified():
@@ -27,25 +27,14 @@ def test_digits_is_real_and_split_stratified():
     assert np.array_equal(ds.train_y, again.train_y)  # fixed split
 
 
-def _write_idx(path, array, gz):
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I",
-                                                                     *array.shape)
-    raw = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-
-
 @pytest.mark.parametrize("gz", [True, False])
 def test_fashion_mnist_reads_idx_files(tmp_path, gz):
-    rng = np.random.default_rng(0)
-    x_tr, y_tr = rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 10, 6)
-    x_te, y_te = rng.integers(0, 256, (3, 28, 28)), rng.integers(0, 10, 3)
-    suffix = ".gz" if gz else ""
-    _write_idx(tmp_path / f"train-images-idx3-ubyte{suffix}", x_tr, gz)
-    _write_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", y_tr, gz)
-    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", x_te, gz)
-    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", y_te, gz)
+    written = write_fashion_mnist(tmp_path, np.random.default_rng(0), 6, 3, gz=gz)
+    assert (tmp_path / f"train-images-idx3-ubyte{'.gz' if gz else ''}").exists()
     ds = load_dataset("fashion_mnist", tmp_path)
-    assert np.array_equal(ds.train_x[:, 0], x_tr) and np.array_equal(ds.test_y, y_te)
+    assert np.array_equal(ds.train_x, written.train_x)
+    assert np.array_equal(ds.train_y, written.train_y)
+    assert np.array_equal(ds.test_y, written.test_y)
     assert ds.input_shape == (1, 28, 28)
 
 

@@ -3,21 +3,12 @@ layouts (decoded once, memory-mapped), injected label noise; missing files named
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from coretune.spec import DataSpec, LabelNoiseSpec
 from coretune.train.data import DatasetMissingError, load_dataset, noisy_labels
-
-
-def _pickle(path, data, labels, key):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        pickle.dump({b"data": data.reshape(len(data), -1), key: list(labels)}, fh)
+from tests.train.formats import write_cifar100n_labels, write_cifar_pickle, write_tiny_imagenet
 
 
 @pytest.fixture
@@ -26,8 +17,8 @@ def cifar100_root(tmp_path):
     train = rng.integers(0, 256, (50, 3, 32, 32), dtype=np.uint8)
     test = rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
     ytr, yte = np.arange(50) % 100, np.arange(20) % 100
-    _pickle(tmp_path / "cifar-100-python" / "train", train, ytr, b"fine_labels")
-    _pickle(tmp_path / "cifar-100-python" / "test", test, yte, b"fine_labels")
+    write_cifar_pickle(tmp_path / "cifar-100-python" / "train", train, ytr, b"fine_labels")
+    write_cifar_pickle(tmp_path / "cifar-100-python" / "test", test, yte, b"fine_labels")
     return tmp_path, train, ytr
 
 
@@ -45,34 +36,24 @@ def test_cifar100n_takes_the_human_labels(cifar100_root):
     with pytest.raises(DatasetMissingError, match="CIFAR-100_human.pt"):
         load_dataset("cifar100n", root)
     noisy = (ytr + 1) % 100
-    torch.save({"noisy_label": noisy, "clean_label": ytr}, root / "CIFAR-100_human.pt")
+    write_cifar100n_labels(root, noisy, ytr)
     ds = load_dataset("cifar100n", root)
     assert np.array_equal(ds.train_y, noisy) and ds.name == "cifar100n"
-    torch.save({"noisy_label": noisy, "clean_label": noisy}, root / "CIFAR-100_human.pt")
+    write_cifar100n_labels(root, noisy, noisy)
     with pytest.raises(ValueError, match="does not match"):
         load_dataset("cifar100n", root)
-
-
-def _png(path, colour):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (20, 16), colour).save(path)
 
 
 def test_tiny_imagenet_layout_is_decoded_once_and_memory_mapped(tmp_path, monkeypatch):
     monkeypatch.setenv("CORETUNE_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "tiny"
-    wnids = [f"n{i:08d}" for i in range(200)]
-    for i, w in enumerate(wnids[:3]):
-        for j in range(2):
-            _png(root / "train" / w / "images" / f"{w}_{j}.JPEG", (i * 80, 10, 10))
-    for w in wnids[3:]:  # the other classes: one image each
-        _png(root / "train" / w / "images" / f"{w}_0.JPEG", (5, 5, 5))
-    _png(root / "val" / "images" / "val_0.JPEG", (160, 10, 10))
-    (root / "val" / "val_annotations.txt").write_text(f"val_0.JPEG\t{wnids[2]}\t0\t0\t1\t1\n")
+    # three classes of two images (red 40·class), the other 197 one image each
+    written = write_tiny_imagenet(root, other_classes_empty=False)
     ds = load_dataset(DataSpec(name="tiny_imagenet", image_size=16), root)
-    assert ds.train_x.shape == (6 + 197, 3, 16, 16) and ds.test_y.tolist() == [2]
+    assert ds.train_x.shape == (6 + 197, 3, 16, 16) and ds.test_y.tolist() == [2, 199]
+    assert np.array_equal(ds.train_y, written.train_y)
     assert isinstance(ds.train_x, np.memmap) or isinstance(ds.train_x.base, np.memmap)
-    assert ds.train_x[2, 0, 0, 0] == 80 and ds.test_x[0, 0, 0, 0] == 160
+    assert ds.train_x[2, 0, 0, 0] == 40 and ds.test_x[0, 0, 0, 0] == 14
     assert len(list((tmp_path / "cache" / "decoded").glob("*.npy"))) == 2
     again = load_dataset(DataSpec(name="tiny_imagenet", image_size=16), root)
     assert again.fingerprint == ds.fingerprint

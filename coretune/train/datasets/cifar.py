@@ -58,6 +58,8 @@ def read_cifar(name: str, root: Path, dataset: str | None = None) -> tuple[np.nd
 
 def _cifar(name: str):
     def load(root: Path | None, download: bool, spec: DataSpec) -> Splits:
+        """CIFAR's python-pickle batches under the root (Krizhevsky 2009): 50,000 training
+        and 10,000 test images of 32×32; ``--download`` lets torchvision fetch them."""
         root = dataset_root(name, root)
         if download:
             import torchvision.datasets as tvd

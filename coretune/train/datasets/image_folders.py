@@ -96,6 +96,8 @@ def image_folder(name: str, split: Path, classes: list[str] | None = None
 
 def _folder_dataset(name: str, num_classes: int):
     def load(root: Path | None, download: bool, spec: DataSpec) -> Splits:
+        """An image-folder tree (``train/<class>/``, ``val/``) decoded once at
+        ``image_size`` into a memory-mapped uint8 array."""
         root = dataset_root(name, root)
         size = spec.image_size or DEFAULT_SIZE
         train_files, train_y, classes = image_folder(name, root / "train")
