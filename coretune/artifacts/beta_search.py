@@ -39,8 +39,8 @@ import torch
 from coretune.artifacts.graph import BuildContext, Node, register_artifact
 from coretune.artifacts.store import Artifact, Built
 from coretune.selectors import budget_for
-from coretune.selectors.base import HIGHER_IS_HARDER
-from coretune.selectors.scores import double_end_prune
+from coretune.selectors.base import oriented_difficulty
+from coretune.selectors.samplers import double_end_prune
 from coretune.spec import TrialSpec
 from coretune.train.data import DeviceData, stratified_split, to_device
 from coretune.train.evaluate import MatchedEvaluator, held_out_evaluator
@@ -48,7 +48,7 @@ from coretune.train.labels import HardLabels
 from coretune.train.loop import init_model, train_steps
 
 DEFAULT_GRID = tuple(round(0.1 * i, 1) for i in range(10))
-METRIC = "heldout_acc"
+HELDOUT_METRIC = "heldout_acc"
 TEST = "test_matched_acc"  # reported beside, never chosen on
 
 
@@ -76,8 +76,7 @@ def beta_search_params(trial: TrialSpec) -> Mapping[str, Any]:
 
 
 def pseudo_difficulty(scores: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    raw = np.asarray(scores[name], dtype=np.float64)
-    return raw if HIGHER_IS_HARDER[name] else -raw
+    return oriented_difficulty(name, scores[name])
 
 
 def distinct_betas(grid: Sequence[float], n: int, ratio: float) -> list[float]:
@@ -198,20 +197,20 @@ class GridState:
 
     def _floor(self, best: float) -> float:
         """The held-out accuracy below which a β counts as a fall from ``best``."""
-        a = self.results[best][METRIC]
+        a = self.results[best][HELDOUT_METRIC]
         se = np.sqrt(a * (1.0 - a) / self.val_size) if self.val_size else 0.0
         return a - self.tolerance * se
 
     def best(self) -> float | None:
         ok = [b for b, r in self.results.items() if r["status"] == "ok"]
-        return max(ok, key=lambda b: (self.results[b][METRIC], -b)) if ok else None
+        return max(ok, key=lambda b: (self.results[b][HELDOUT_METRIC], -b)) if ok else None
 
     def built(self, params: Mapping[str, Any]) -> Built:
         """The artifact: the β curve (every β tried, in order) and β*."""
         tried = sorted(self.results)
         rows = [self.results[b] for b in tried]
         arrays = {"betas": np.array(tried, dtype=np.float64),
-                  "heldout_acc": np.array([r[METRIC] for r in rows], dtype=np.float64),
+                  "heldout_acc": np.array([r[HELDOUT_METRIC] for r in rows], dtype=np.float64),
                   TEST: np.array([np.nan if r[TEST] is None else r[TEST]
                                         for r in rows], dtype=np.float64),
                   "stopped": np.array([r["status"] != "ok" for r in rows]),
@@ -261,14 +260,15 @@ class SearchRule:
         about one report is harmless: each milestone counts once per trial."""
         if self.asha is None or report.get("final"):
             return False
-        if self.asha.stop(iteration, float(report[METRIC]), self.passed.setdefault(beta, set())):
+        if self.asha.stop(iteration, float(report[HELDOUT_METRIC]),
+                          self.passed.setdefault(beta, set())):
             self.stopped.add(beta)
             return True
         return False
 
     def complete(self, beta: float, last: Mapping[str, Any], reports: int) -> None:
         """Record β's trial, ended after ``reports`` reports, ``last`` the last of them."""
-        self.grid.record(beta, last[METRIC], last.get(TEST),
+        self.grid.record(beta, last[HELDOUT_METRIC], last.get(TEST),
                          "stopped" if beta in self.stopped else "ok", reports)
 
 

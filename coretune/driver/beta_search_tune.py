@@ -23,7 +23,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from coretune.artifacts.beta_search import (
-    METRIC,
+    HELDOUT_METRIC,
     TEST,
     GridState,
     SearchInputs,
@@ -62,7 +62,7 @@ def beta_trainable(config: dict, datasets: dict[str, ImageDataset], store_uri: s
     node = config["node"]
     inputs = search_inputs(node, datasets[node["fingerprint"]], store_uri, device)
     for report in beta_trial(inputs, config["beta"]):
-        tune.report({METRIC: report[METRIC], TEST: report.get(TEST),
+        tune.report({HELDOUT_METRIC: report[HELDOUT_METRIC], TEST: report.get(TEST),
                      "final": bool(report.get("final"))})
 
 
@@ -70,7 +70,7 @@ class SequentialGrid(Searcher):
     """Each search's β grid in its rule's order, one pending trial per search."""
 
     def __init__(self, searches: dict[str, tuple[dict, SearchRule]]):
-        super().__init__(metric=METRIC, mode="max")
+        super().__init__(metric=HELDOUT_METRIC, mode="max")
         self.searches = searches
         self.pending: dict[str, tuple[str, float]] = {}  # trial id → (search key, β)
 
@@ -95,7 +95,7 @@ class SequentialGrid(Searcher):
         if not result.get("final") and beta not in rule.stopped:
             raise RuntimeError(f"β trial (search {key}, β = {beta}) ended before its final "
                                "report, and its search's rule did not stop it")
-        rule.complete(beta, {METRIC: float(result[METRIC]), TEST: result.get(TEST)},
+        rule.complete(beta, {HELDOUT_METRIC: float(result[HELDOUT_METRIC]), TEST: result.get(TEST)},
                       int(result["training_iteration"]))
 
 
@@ -137,7 +137,7 @@ def search_on_tune(nodes: list[Node], datasets: dict[str, ImageDataset],
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=SequentialGrid(searches), scheduler=scheduler,
-                                    metric=METRIC, mode="max", num_samples=total,
+                                    metric=HELDOUT_METRIC, mode="max", num_samples=total,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"beta-search-{int(time.time())}",

@@ -41,6 +41,7 @@ from coretune.driver.worker import (
     coretune_trainable,
     teacher_actor_name,
 )
+from coretune.errors import ClusterError, UsageError
 from coretune.reports.results import ResultsStore
 from coretune.reports.rows import curve_rows, now, selection_rows, trial_row, versions
 
@@ -81,8 +82,8 @@ def init_ray(address: str | None) -> bool:
         ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", configure_logging=True)
     except ConnectionError as err:
-        raise ConnectionError(f"--address {address}: cannot join the Ray cluster "
-                              f"({' '.join(str(err).split())})") from None
+        raise ClusterError(f"--address {address}: cannot join the Ray cluster "
+                           f"({' '.join(str(err).split())})") from None
     return True
 
 
@@ -226,7 +227,7 @@ def _scheduler(plan: Plan, override: str | None):
     if name == "fifo":
         return FIFOScheduler()
     if name != "asha":
-        raise ValueError(f"--scheduler must be 'fifo' or 'asha', got {name!r}")
+        raise UsageError(f"--scheduler must be 'fifo' or 'asha', got {name!r}")
     return ASHAScheduler(time_attr="training_iteration", max_t=plan.spec.budget.max_reports,
                          grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
 

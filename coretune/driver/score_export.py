@@ -19,7 +19,7 @@ from coretune.artifacts.dynamics import SCORE_NAMES, outputs_of
 from coretune.artifacts.graph import build, node_for
 from coretune.artifacts.store import ArtifactStore
 from coretune.errors import UsageError
-from coretune.selectors.base import HIGHER_IS_HARDER
+from coretune.selectors.base import oriented_difficulty
 from coretune.selectors.cld import cld_scores
 from coretune.selectors.dual import dual_scores, forward_fill
 from coretune.spec import DataSpec, DynamicsSpec, TrialSpec
@@ -41,7 +41,7 @@ def _difficulty(art, score: str) -> tuple[np.ndarray, np.ndarray]:
         raw = cld_scores(-np.log(np.clip(forward_fill(out.p_true), 1e-12, 1)), out.val_loss)
         return raw, raw
     raw = art.array(score).astype(np.float64)
-    return (raw if HIGHER_IS_HARDER[score] else -raw), raw
+    return oriented_difficulty(score, raw), raw
 
 
 def export_scores(out_dir: str | Path, dataset: DataSpec, recipe: DynamicsSpec,

@@ -42,7 +42,7 @@ _REGISTRIES = "registries"
 def _registries(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get(_REGISTRIES))
 
-METRIC = re.compile(r"^(test|val)_(acc|top5|nll|ece)$")
+METRIC_PATTERN = re.compile(r"^(test|val)_(acc|top5|nll|ece)$")
 
 
 def _as_list(v: Any) -> list:
@@ -267,7 +267,7 @@ class SweepSpec(Frozen):
 
     @model_validator(mode="after")
     def _metric(self) -> SweepSpec:
-        if not METRIC.match(self.metric):
+        if not METRIC_PATTERN.match(self.metric):
             raise ValueError(f"metric must be <test|val>_<acc|top5|nll|ece>, got {self.metric!r}")
         if self.metric.startswith("val_"):
             bad = [d.name for d in self.datasets if d.val_fraction <= 0]

@@ -58,6 +58,21 @@ HIGHER_IS_HARDER: dict[str, bool] = {
 }
 
 
+def check_score_name(name: str) -> None:
+    """:class:`SelectorArgumentError` unless ``name`` is a known difficulty score."""
+    if name not in HIGHER_IS_HARDER:
+        raise SelectorArgumentError(
+            f"unknown difficulty score {name!r}; known: {sorted(HIGHER_IS_HARDER)}")
+
+
+def oriented_difficulty(name: str, raw: np.ndarray) -> np.ndarray:
+    """Score ``name`` as float64 difficulty, higher = harder (:data:`HIGHER_IS_HARDER`): the
+    one place a raw score is oriented."""
+    check_score_name(name)
+    raw = np.asarray(raw, dtype=np.float64)
+    return raw if HIGHER_IS_HARDER[name] else -raw
+
+
 class UnknownSelectorError(UnknownNameError):
     """Raised for a selector name that is not registered."""
 
@@ -164,12 +179,8 @@ class SelectionContext:
 
     def difficulty(self, name: str) -> np.ndarray:
         """Score ``name`` oriented so that a higher value means a harder sample."""
-        if name not in HIGHER_IS_HARDER:
-            raise SelectorArgumentError(
-                f"unknown difficulty score {name!r}; known: {sorted(HIGHER_IS_HARDER)}"
-            )
-        raw = self.score(name)
-        return raw if HIGHER_IS_HARDER[name] else -raw
+        check_score_name(name)
+        return oriented_difficulty(name, self.score(name))
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         """A fresh generator determined by the context's seed (and an optional salt)."""

@@ -22,7 +22,7 @@ from coretune.selectors.base import (
     register_selector,
 )
 from coretune.selectors.random_sampling import take_per_group
-from coretune.selectors.scores import sampler_difficulty, score_needs
+from coretune.selectors.samplers import sampler_difficulty, score_needs
 
 
 def ccs_stratum_quotas(stratum_sizes: np.ndarray, budget: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from coretune.selectors.base import (
 )
 from coretune.selectors.dual import forward_fill
 from coretune.selectors.proxies import TrainingOutputs
-from coretune.selectors.scores import Keep, rank_by_difficulty
+from coretune.selectors.samplers import Keep, rank_by_difficulty
 
 
 def cld_scores(sample_losses: np.ndarray, val_losses: np.ndarray) -> np.ndarray:

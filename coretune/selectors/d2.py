@@ -26,7 +26,7 @@ from annotated_types import Ge, Interval
 
 from coretune.selectors.base import DynamicsScore, Selection, SelectionContext, register_selector
 from coretune.selectors.neighbors import knn_graph
-from coretune.selectors.scores import sampler_difficulty
+from coretune.selectors.samplers import sampler_difficulty
 
 
 def forward_messages(scores: np.ndarray, nbr: np.ndarray, dist: np.ndarray,

@@ -1,5 +1,8 @@
 """Difficulty-score selectors from training dynamics: keep the hardest (or easiest) samples.
 
+Forgetting (Toneva et al. 2019), EL2N and GraNd (Paul et al. 2021, one paper), AUM
+(Pleiss et al. 2020).
+
 Scores come from one full-data run on ground-truth labels (see ``coretune.artifacts.dynamics``), so
 these selectors are supervised (``label_free=False``) even though they read only scores.
 ``SelectionContext.difficulty`` orients every score so that higher means harder.
@@ -8,7 +11,7 @@ these selectors are supervised (``label_free=False``) even though they read only
 from __future__ import annotations
 
 from coretune.selectors.base import Selection, SelectionContext, register_selector
-from coretune.selectors.scores import Keep, rank_by_difficulty
+from coretune.selectors.samplers import Keep, rank_by_difficulty
 
 
 @register_selector("forgetting", needs={"scores"},
@@ -44,3 +47,16 @@ def aum(ctx: SelectionContext, budget: int, keep: Keep = "hardest") -> Selection
     assigned logit averaged over epochs. LOWER raw AUM is harder.
     """
     return Selection(rank_by_difficulty(ctx.difficulty("aum"), budget, keep, ctx.rng()))
+
+
+@register_selector("grand", needs={"scores"},
+                   paper="Paul et al., Deep Learning on a Data Diet: Finding Important "
+                         "Examples Early in Training, NeurIPS 2021")
+def grand(ctx: SelectionContext, budget: int, keep: Keep = "hardest") -> Selection:
+    """Keep the samples with the largest (or smallest) GraNd (Paul et al., NeurIPS 2021,
+    Def. 2.2), the paper of EL2N.
+
+    Score: GraNd(x, y) = E_w ‖∇_w ℓ(f_w(x), y)‖₂ early in training (here the last layer's
+    gradient norm, closed form). Higher is harder.
+    """
+    return Selection(rank_by_difficulty(ctx.difficulty("grand"), budget, keep, ctx.rng()))

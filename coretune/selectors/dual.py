@@ -22,7 +22,7 @@ from annotated_types import Ge
 
 from coretune.selectors.base import Selection, SelectionContext, register_selector
 from coretune.selectors.proxies import TrainingOutputs
-from coretune.selectors.scores import Keep, rank_by_difficulty
+from coretune.selectors.samplers import Keep, rank_by_difficulty
 
 
 def forward_fill(p: np.ndarray) -> np.ndarray:

@@ -15,10 +15,15 @@ from typing import Literal
 
 import numpy as np
 
-from coretune.selectors.base import HIGHER_IS_HARDER, Selection, SelectionContext, register_selector
+from coretune.selectors.base import (
+    Selection,
+    SelectionContext,
+    oriented_difficulty,
+    register_selector,
+)
 from coretune.selectors.ccs import ccs_select
 from coretune.selectors.d2 import d2_select
-from coretune.selectors.scores import double_end_prune
+from coretune.selectors.samplers import double_end_prune
 from coretune.spec import Beta, BetaSearchSpec, PseudoScore
 
 #: one default for the score, shared with the β search that ranks by the same difficulty
@@ -45,8 +50,7 @@ def elfs(ctx: SelectionContext, budget: int, beta: Beta | Literal["auto"] = "aut
     (:class:`~coretune.spec.EncoderSpec`, ``KnnSpec``, ``ClusteringSpec``,
     ``BetaSearchSpec``) reach it only through its artifacts."""
     chosen_beta = float(ctx.artifact("beta_search")) if beta == "auto" else float(beta)
-    raw = np.asarray(ctx.artifact("pseudo_scores")[score], dtype=np.float64)
-    difficulty = raw if HIGHER_IS_HARDER[score] else -raw
+    difficulty = oriented_difficulty(score, ctx.artifact("pseudo_scores")[score])
     if sampler == "ccs":
         return Selection(ccs_select(difficulty, budget, chosen_beta, 50, ctx.rng()))
     if sampler == "d2":

@@ -15,7 +15,7 @@ from annotated_types import Ge
 
 from coretune.selectors.base import Selection, SelectionContext, register_selector
 from coretune.selectors.neighbors import kmeans
-from coretune.selectors.scores import Keep, rank_by_difficulty
+from coretune.selectors.samplers import Keep, rank_by_difficulty
 
 
 def prototype_distances(embeddings: np.ndarray, clusters: int, seed: int) -> np.ndarray:

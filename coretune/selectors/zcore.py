@@ -28,7 +28,7 @@ import numpy as np
 from annotated_types import Ge
 
 from coretune.selectors.base import Selection, SelectionContext, register_selector
-from coretune.selectors.scores import rank_by_difficulty
+from coretune.selectors.samplers import rank_by_difficulty
 
 
 def zcore_draws(x: np.ndarray, rng: np.random.Generator, n_samples: int, sample_dim: int,

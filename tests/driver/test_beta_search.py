@@ -20,7 +20,13 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from coretune.artifacts import beta_search as bs
-from coretune.artifacts.beta_search import METRIC, TEST, SearchInputs, SearchRule, search_in_process
+from coretune.artifacts.beta_search import (
+    HELDOUT_METRIC,
+    TEST,
+    SearchInputs,
+    SearchRule,
+    search_in_process,
+)
 from coretune.driver.beta_search_tune import RuleScheduler, SequentialGrid
 from coretune.driver.plan import plan_sweep
 from coretune.driver.run import run_sweep
@@ -68,7 +74,7 @@ def _curves(seed: int) -> dict[float, list[float]]:
 
 def _reports(curve: list[float]):
     for t, value in enumerate(curve, start=1):
-        yield {METRIC: value, TEST: value / 2, "final": t == len(curve)}
+        yield {HELDOUT_METRIC: value, TEST: value / 2, "final": t == len(curve)}
 
 
 def _in_process(monkeypatch, params: dict, curves: dict) -> bs.GridState:

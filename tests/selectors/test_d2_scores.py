@@ -11,7 +11,7 @@ from coretune.selectors import SelectionContext, select
 from coretune.selectors.cld import cld_scores
 from coretune.selectors.d2 import d2_select, forward_messages, reverse_greedy
 from coretune.selectors.dual import dual_scores, forward_fill
-from coretune.selectors.scores import double_end_prune
+from coretune.selectors.samplers import double_end_prune
 
 
 def test_d2_forward_and_reverse_passes_hand_worked():

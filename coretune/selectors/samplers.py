@@ -5,7 +5,6 @@ A score comes from the proxy run (``score: el2n``, oriented by
 external file (``score_file: path``; the file's convention is "higher = keep", read as
 harder). The named selectors are the published methods over these scores:
 
-- ``grand`` — GraNd (Paul et al., NeurIPS 2021, Def. 2.2), hardest first;
 - ``uncertainty`` — entropy, least confidence or margin of the proxy's softmax (Coleman
   et al., ICLR 2020), most uncertain first;
 - ``topk`` — any score, hardest or easiest first;
@@ -85,14 +84,6 @@ def topk(ctx: SelectionContext, budget: int, score: DynamicsScore = "el2n",
     """The ``budget`` hardest (or easiest) samples by ``score`` or an external score file."""
     d = sampler_difficulty(ctx, score, score_file)
     return Selection(rank_by_difficulty(d, budget, keep, ctx.rng()))
-
-
-@register_selector("grand", needs={"scores"},
-                   paper="Paul et al., Deep Learning on a Data Diet: Finding Important "
-                         "Examples Early in Training, NeurIPS 2021")
-def grand(ctx: SelectionContext, budget: int, keep: Keep = "hardest") -> Selection:
-    """Keep the samples with the largest expected gradient norm (GraNd) early in training."""
-    return Selection(rank_by_difficulty(ctx.difficulty("grand"), budget, keep, ctx.rng()))
 
 
 @register_selector("uncertainty", needs={"scores"},
