@@ -1,4 +1,4 @@
-"""Row building: a student's spec and metrics → DESIGN.md's Parquet rows."""
+"""Row building: a student's spec and metrics → docs/design.md's Parquet rows."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def trial_row(trial: TrialSpec, trial_id: str, metrics: dict, error: str | None,
               select_seconds: float, started: datetime, finished: datetime,
               fingerprint: str | None = None, selection_key: str | None = None,
               group_id: str | None = None) -> dict:
-    """DESIGN.md's Parquet row for one student."""
+    """docs/design.md's Parquet row for one student."""
     status = trial_status(metrics, error)
     return {
         "sweep": trial.sweep, "trial_id": trial_id, "status": status, "error": error,
