@@ -180,14 +180,16 @@ class TypedArguments:
             "args_of_" + "".join(c if c.isalnum() else "_" for c in what),
             __config__=ConfigDict(strict=True, allow_inf_nan=False, extra="allow"), **fields)
 
-    def validate(self, args: object) -> None:
+    def validate(self, args: object,
+                 error: type[PluginArgumentError] = PluginArgumentError) -> None:
+        """Refuse ``args`` with one line (as the family's ``error``) unless they fit."""
         from pydantic import ValidationError
 
         if not isinstance(args, dict):
-            raise PluginArgumentError(f"{self.what}: arguments must be a mapping, got {args!r}")
+            raise error(f"{self.what}: arguments must be a mapping, got {args!r}")
         unknown = [] if self.takes_any else sorted(set(args) - set(self.names))
         if unknown:
-            raise PluginArgumentError(f"{self.what} takes no argument(s) {unknown}; it "
+            raise error(f"{self.what} takes no argument(s) {unknown}; it "
                                       f"accepts {self.names or 'none'}")
         try:
             self.model.model_validate({k: v for k, v in args.items() if k in self.names})
@@ -197,5 +199,5 @@ class TypedArguments:
             loc = first["loc"]
             where = ".".join([str(loc[0]), *(str(p) for p in loc[1:] if isinstance(p, int))])
             msg = first["msg"].replace("Input should", "should")
-            raise PluginArgumentError(f"{self.what}: argument {where!r} {msg} "
+            raise error(f"{self.what}: argument {where!r} {msg} "
                                       f"(got {first.get('input')!r})") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from coretune.errors import PathError, UsageError
+from coretune.errors import DataMissingError, UsageError
 from coretune.reports.claims import soft_label_claims
 from coretune.reports.formats import render_csv, render_latex, render_report_markdown
 from coretune.reports.html import render_html
@@ -38,7 +38,7 @@ def read_runs(dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for d in dirs:
         results = ResultsStore(str(d))
         if not results.has_results():
-            raise PathError(f"no trial results under {results.location.path('trials')}:"
+            raise DataMissingError(f"no trial results under {results.location.path('trials')}:"
                                     f" run `coretune sweep --out {d}` first")
         trials.append(results.read("trials").assign(run=str(d)))
         betas.append(results.read("beta_search").assign(run=str(d)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, wraps
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -258,21 +258,24 @@ class SelectorInfo:
                              f"{sorted(supervised)}: they are computed from ground-truth labels")
         return needs
 
-    @property
-    def function(self) -> SelectorFn:
-        """The selector function as written (``fn`` without the wrapper of ``uses``)."""
-        return inspect.unwrap(self.fn)
+    def call(self, ctx: SelectionContext, budget: int, args: Mapping[str, Any]
+             ) -> Selection | np.ndarray:
+        """The selector function on ``ctx`` with ``args``, less the settings of the
+        sub-specs it uses but does not take itself (they reach it through artifacts)."""
+        own = self.parameters()
+        drop = {f for model in self.sub_specs().values() for f in model.model_fields} - set(own)
+        return self.fn(ctx, budget, **{k: v for k, v in args.items() if k not in drop})
 
     def parameters(self) -> dict[str, inspect.Parameter]:
         """Keyword arguments the selector function takes (beyond ``ctx`` and ``budget``)."""
-        params = list(inspect.signature(self.function).parameters.values())[2:]
+        params = list(inspect.signature(self.fn).parameters.values())[2:]
         return {p.name: p for p in params if p.kind not in _VARIADIC}
 
     @cached_property
     def arguments(self) -> TypedArguments:
         """The strict typed model of the keyword arguments, from the signature, plus
         ``class_balanced`` with the selector's default."""
-        return TypedArguments(self.function, 2, f"selector {self.name!r}",
+        return TypedArguments(self.fn, 2, f"selector {self.name!r}",
                               {"class_balanced": (bool, self.balanced_default)})
 
     def sub_specs(self) -> dict[str, type[Frozen]]:
@@ -306,26 +309,14 @@ class SelectorInfo:
             raise SelectorArgumentError(f"{what} takes no argument(s) {unknown}; it accepts "
                                         f"{accepted}")
         own = set(self.arguments.names)
-        try:
-            self.arguments.validate({k: v for k, v in args.items() if k in own})
-        except PluginArgumentError as err:
-            raise SelectorArgumentError(str(err)) from None
+        self.arguments.validate({k: v for k, v in args.items() if k in own},
+                                SelectorArgumentError)
         for model in self.sub_specs().values():
             try:
                 sub_spec(model, args)
             except ValidationError as err:
                 raise SelectorArgumentError(argument_problem(what, err)) from None
         self.needs(args)
-
-
-def _without_sub_specs(fn: SelectorFn, drop: frozenset[str]) -> SelectorFn:
-    """``fn`` called without the sub-spec settings ``drop`` (read through artifacts)."""
-
-    @wraps(fn)
-    def call(ctx: SelectionContext, budget: int, **args: Any) -> Selection | np.ndarray:
-        return fn(ctx, budget, **{k: v for k, v in args.items() if k not in drop})
-
-    return call
 
 
 #: methods the papers evaluate that coretune does not implement, and why
@@ -367,17 +358,14 @@ def register_selector(
             raise ValueError(f"selector {name!r} uses unknown sub-specs {unknown}; known: "
                              f"{sorted(PIPELINE_SPECS)}")
         params = inspect.signature(fn).parameters
-        settings: set[str] = set()
         for model in (PIPELINE_SPECS[u] for u in uses):
-            settings |= set(model.model_fields)
             for shared in set(model.model_fields) & set(params):  # read by both: one default
                 default = model.model_fields[shared].get_default(call_default_factory=True)
                 if params[shared].default != default:
                     raise ValueError(f"selector {name!r}: parameter {shared!r} defaults to "
                                      f"{params[shared].default!r}, its sub-spec "
                                      f"{model.__name__} to {default!r}")
-        drop = frozenset(settings - set(params))
-        info = SelectorInfo(name=name, fn=_without_sub_specs(fn, drop) if drop else fn,
+        info = SelectorInfo(name=name, fn=fn,
                             needs_spec=needs, label_free=label_free, paper=paper,
                             balanced_default=class_balanced,
                             needs_validation=needs_validation, version=version, uses=uses)

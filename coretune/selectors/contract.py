@@ -78,7 +78,7 @@ def _checked(info: SelectorInfo, ctx: SelectionContext, budget: int, args: dict
              ) -> tuple[np.ndarray, np.ndarray | None]:
     """One call of the selector function, its output checked against the contract."""
     name = info.name
-    out = info.fn(ctx, budget, **args)
+    out = info.call(ctx, budget, args)
     sel = out if isinstance(out, Selection) else Selection(np.asarray(out))
     raw = np.asarray(sel.indices)
     if not np.issubdtype(raw.dtype, np.integer):

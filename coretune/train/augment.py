@@ -163,10 +163,7 @@ class AugmentationInfo:
         return TypedArguments(self.fn, 2, f"augmentation {self.name!r}")
 
     def validate_args(self, args: Mapping[str, Any] | None) -> None:
-        try:
-            self.arguments.validate(dict(args or {}))
-        except PluginArgumentError as err:
-            raise AugmentationArgumentError(str(err)) from None
+        self.arguments.validate(dict(args or {}), AugmentationArgumentError)
 
 
 AUGMENTATIONS: Registry[AugmentationInfo] = Registry("augmentation", UnknownAugmentationError)

@@ -58,10 +58,7 @@ class EncoderInfo:
         return TypedArguments(self.fn, 3, f"encoder {self.name!r}")
 
     def validate_args(self, args: Mapping[str, Any] | None) -> None:
-        try:
-            self.arguments.validate(dict(args or {}))
-        except PluginArgumentError as err:
-            raise EncoderArgumentError(str(err)) from None
+        self.arguments.validate(dict(args or {}), EncoderArgumentError)
 
 
 class UnknownEncoderError(UnknownNameError):

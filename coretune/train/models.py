@@ -48,10 +48,7 @@ class ModelInfo:
                     isinstance(k, str) for k in (args or {})):
                 raise ModelArgumentError(f"arch {self.name!r}: arguments must be a mapping")
             return
-        try:
-            self.arguments.validate(dict(args or {}))
-        except PluginArgumentError as err:
-            raise ModelArgumentError(str(err)) from None
+        self.arguments.validate(dict(args or {}), ModelArgumentError)
 
 
 def timm_model_name(name: str, family: str, error: type[UnknownNameError]) -> str:

@@ -98,9 +98,9 @@ def test_no_selector_carries_a_parameter_its_function_does_not_read():
 
     unread = {}
     for name, info in SELECTORS.items():
-        if info.function.__name__ == "<lambda>":  # a test's throwaway (no parameters)
+        if info.fn.__name__ == "<lambda>":  # a test's throwaway (no parameters)
             continue
-        body = _body(info.function)
+        body = _body(info.fn)
         missing = [p for p in info.parameters() if not re.search(rf"\b{p}\b", body)]
         if missing:
             unread[name] = missing
