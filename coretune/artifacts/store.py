@@ -9,7 +9,8 @@ never read); a marker whose files fail their checksum raises
 
 :meth:`ArtifactStore.build_once` makes each artifact exactly once across threads,
 processes, drivers and nodes: the builder holds ``_LOCK`` (an exclusive create, kept
-alive by a heartbeat); everyone else waits for the commit marker.
+alive by a heartbeat: :class:`coretune.storage.Lock`); everyone else waits for the commit
+marker, and takes over the lock of a builder that died.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import io
 import json
 import os
 import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,14 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from coretune.storage import Location
+from coretune.errors import CacheError
+from coretune.storage import Location, Lock, stale_seconds
 
 COMMIT = "_COMMIT.json"
 LOCK = "_LOCK"
 STORE_FORMAT = 2
 
 
-class CorruptArtifactError(RuntimeError):
+class CorruptArtifactError(CacheError):
     """A committed artifact whose files are missing, unreadable or fail their checksum."""
 
 
@@ -90,10 +90,12 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 class ArtifactStore:
     """A directory of content-addressed artifacts on any ``pyarrow.fs`` filesystem."""
 
-    def __init__(self, root: str | os.PathLike, stale_after: float = 120.0):
+    def __init__(self, root: str | os.PathLike, stale_after: float | None = None):
+        """``stale_after``: seconds of a build lock's heartbeat silence before another
+        process takes it over (default 120, or ``$CORETUNE_LOCK_STALE_SECONDS``)."""
         self.location = Location(root)
         self.uri = self.location.uri
-        self.stale_after = stale_after
+        self.stale_after = stale_seconds(120.0) if stale_after is None else stale_after
 
     @property
     def root(self) -> str:
@@ -156,21 +158,20 @@ class ArtifactStore:
                    ) -> tuple[Artifact, bool]:
         """Load ``key`` if committed, else build it exactly once: (artifact, built_here).
 
-        The builder holds the artifact's lock; others wait for its commit marker, and take
-        over if the lock's heartbeat stops (a killed builder) or it is released uncommitted.
+        The builder holds the artifact's lock; others wait for its commit marker (checking
+        at most every ``poll`` seconds), and take over if the lock's heartbeat stops or its
+        holder's process is gone (a killed builder), or it is released uncommitted.
         """
         where = self._dir(key)
-        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}".encode()
+        lock = Lock(where, LOCK, self.stale_after, heartbeat=self.stale_after / 4)
+        delay = min(0.005, poll)
         while True:
             if self.exists(key):
                 return self.load(key), False
-            if where.create_exclusive(LOCK, token):
+            if lock.acquire():
                 break
-            self._break_if_stale(where)
-            time.sleep(poll)
-        stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(where, stop), daemon=True)
-        beat.start()
+            time.sleep(delay)
+            delay = min(poll, 2 * delay)
         try:
             if self.exists(key):  # committed between our check and our lock
                 return self.load(key), False
@@ -178,24 +179,7 @@ class ArtifactStore:
                 where.delete(leftover)
             return self.save(key, compute()), True
         finally:
-            stop.set()
-            beat.join()
-            where.delete(LOCK)
-
-    def _heartbeat(self, where: Location, stop: threading.Event) -> None:
-        while not stop.wait(self.stale_after / 4):
-            try:
-                where.touch(LOCK)
-            except OSError:
-                pass
-
-    def _break_if_stale(self, where: Location) -> None:
-        info = where.info(LOCK)
-        if info.mtime is None:
-            return
-        age = time.time() - info.mtime.timestamp()
-        if age > self.stale_after:
-            where.delete(LOCK)
+            lock.release()
 
 
 def torch_state_bytes(state: Mapping[str, Any]) -> bytes:

@@ -10,22 +10,26 @@ a part written twice is harmless. A killed run loses at most the trials still ru
 from __future__ import annotations
 
 import io
-import json
-import os
-import socket
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coretune.reports.schema import BETA_SEARCH, CURVES, SELECTIONS, TRIALS, conform, to_table
-from coretune.storage import Location
+from coretune.errors import CacheError
+from coretune.reports.tables import (
+    BETA_SEARCH,
+    CURVES,
+    SELECTIONS,
+    TRIALS,
+    CorruptResultsError,
+    conform,
+    to_table,
+)
+from coretune.storage import Location, Lock, stale_seconds
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class ResultsStore:
         try:
             arrow = pq.read_table(io.BytesIO(self.location.read_bytes(name)))
         except (pa.ArrowException, OSError, ValueError) as exc:
-            raise ValueError(f"{where}: not a readable Parquet file ({exc})") from exc
+            raise CorruptResultsError(f"{where}: not a readable Parquet file ({exc})") from exc
         return conform(arrow, spec.schema, where)
 
     def read(self, table: str) -> pd.DataFrame:
@@ -94,18 +98,19 @@ class ResultsStore:
     def write_text(self, name: str, text: str) -> None:
         self.location.write_bytes(name, text.encode("utf-8"))
 
-    def lease(self, stale_after: float = 60.0) -> DriverLease:
+    def lease(self, stale_after: float | None = None) -> DriverLease:
         """Hold this output for one driver (see :class:`DriverLease`)."""
         return DriverLease(self, stale_after)
 
 
-class OutputInUseError(RuntimeError):
+class OutputInUseError(CacheError):
     """Another live driver holds the output directory."""
 
 
 class DriverLease:
-    """One driver per output directory at a time: ``_DRIVER.lock``, created exclusively,
-    kept alive by a heartbeat; a second driver is refused with the holder's name.
+    """One driver per output directory at a time: the :class:`~coretune.storage.Lock`
+    ``_DRIVER.lock`` (created exclusively, kept alive by a heartbeat); a second driver is
+    refused with the holder's name.
 
     A lock whose heartbeat stopped (or whose process is gone, on this host) is taken over;
     the new holder then removes leftovers of killed writes (``*.tmp``).
@@ -113,73 +118,30 @@ class DriverLease:
 
     NAME = "_DRIVER.lock"
 
-    def __init__(self, results: ResultsStore, stale_after: float = 60.0):
-        self.results, self.stale_after = results, stale_after
+    def __init__(self, results: ResultsStore, stale_after: float | None = None):
+        self.results = results
+        self.stale_after = stale_seconds(60.0) if stale_after is None else stale_after
         self.location = results.location
-        self.holder = {"host": socket.gethostname(), "pid": os.getpid(),
-                       "since": datetime.now(UTC).isoformat(), "token": uuid.uuid4().hex}
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self.lock = Lock(self.location, self.NAME, self.stale_after,
+                         heartbeat=self.stale_after / 6)
+        self.holder = self.lock.holder
 
     def __enter__(self) -> DriverLease:
-        data = json.dumps(self.holder).encode()
         self.location.makedirs()
-        if not self.location.create_exclusive(self.NAME, data):
-            self._refuse_or_take_over()
-            if not self.location.create_exclusive(self.NAME, data):
-                self._refuse_or_take_over(final=True)
+        if not self.lock.acquire():
+            other = self.lock.current_holder()
+            who = (f"{other.get('host', '?')}:{other.get('pid', '?')} "
+                   f"since {other.get('since', '?')}")
+            raise OutputInUseError(
+                f"--out {self.results.uri} is in use by another driver ({who}); wait for it "
+                f"to finish, or delete {self.location.path(self.NAME)} if that driver is gone")
         self._clean_leftovers()
-        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
-        self._beat.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-        try:
-            if json.loads(self.location.read_bytes(self.NAME)).get("token") == \
-                    self.holder["token"]:
-                self.location.delete(self.NAME)
-        except (OSError, ValueError):
-            pass
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.stale_after / 6):
-            try:
-                self.location.touch(self.NAME)
-            except OSError:
-                pass
-
-    def _refuse_or_take_over(self, final: bool = False) -> None:
-        try:
-            other = json.loads(self.location.read_bytes(self.NAME))
-        except FileNotFoundError:
-            return  # released meanwhile: try again
-        except (OSError, ValueError):
-            other = {}
-        info = self.location.info(self.NAME)
-        age = time.time() - info.mtime.timestamp() if info.mtime else 0.0
-        gone = other.get("host") == socket.gethostname() and not _pid_alive(other.get("pid"))
-        if not final and (gone or age > self.stale_after):
-            self.location.delete(self.NAME)
-            return
-        who = f"{other.get('host', '?')}:{other.get('pid', '?')} since {other.get('since', '?')}"
-        raise OutputInUseError(
-            f"--out {self.results.uri} is in use by another driver ({who}); wait for it to "
-            f"finish, or delete {self.location.path(self.NAME)} if that driver is gone")
+        self.lock.release()
 
     def _clean_leftovers(self) -> None:
         for table in (*TABLES, ""):
             for name in self.location.list_files(table, suffix=".tmp"):
                 self.location.delete(name)
-
-
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True

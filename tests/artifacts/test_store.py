@@ -84,10 +84,82 @@ def test_stale_lock_of_a_dead_builder_is_taken_over(tmp_path):
     assert built and art.array("x").tolist() == [0, 1]
 
 
-def _builder(root: str, log: str, start: float) -> None:
-    while time.time() < start:  # all processes race for the lock at once
-        time.sleep(0.001)
+def _processes():
+    """Child processes forked from one server that has imported this module (and torch)
+    once, instead of a fresh interpreter importing them for each child (seconds each)."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def _killed_builder(root: str, key: str, half: str, conn) -> None:
+    def compute():
+        with open(half, "wb") as fh:  # a write the kill leaves half-done
+            fh.write(b"half")
+        conn.send("building")  # the parent kills this process now
+        time.sleep(600)
+        return Built({}, {})
+
+    ArtifactStore(root, stale_after=3600).build_once(key, compute)
+
+
+def test_a_killed_builders_lock_is_taken_over_at_once(tmp_path):
+    """A builder killed mid-build (its heartbeat would keep the lock fresh for an hour):
+    the next build_once sees its process is gone, takes over, removes its half-writes."""
+    key = _key("killed")
+    where = tmp_path / "scores" / key
+    ctx = _processes()
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_killed_builder,
+                       args=(str(tmp_path), key, str(where / "x.npy.0123456789ab.tmp"), child))
+    proc.start()
+    try:
+        assert parent.poll(60) and parent.recv() == "building"  # it holds the lock, mid-build
+        assert json.loads((where / LOCK).read_text())["pid"] == proc.pid
+    finally:
+        proc.kill()
+        proc.join(30)
+    assert (where / LOCK).exists() and (where / "x.npy.0123456789ab.tmp").exists()
+    started = time.monotonic()
+    store = ArtifactStore(tmp_path, stale_after=3600)
+    art, built = store.build_once(key, lambda: Built({"x": np.arange(3)}, {}))
+    assert built and art.array("x").tolist() == [0, 1, 2]
+    assert time.monotonic() - started < 60  # not the hour of a stale heartbeat
+    assert sorted(p.name for p in where.iterdir()) == [COMMIT, "x.npy"]
+
+
+def test_a_live_holders_lock_is_waited_for_and_only_its_own_is_released(tmp_path):
+    from coretune.storage import Location, Lock
+
+    first = Lock(Location(tmp_path), LOCK, stale_after=3600, heartbeat=0.01)
+    second = Lock(Location(tmp_path), LOCK, stale_after=3600, heartbeat=0.01)
+    assert first.acquire() and not second.acquire()  # this process is alive: no take-over
+    assert second.current_holder()["token"] == first.holder["token"]
+    before = (tmp_path / LOCK).stat().st_mtime_ns
+    deadline = time.monotonic() + 30
+    while (tmp_path / LOCK).stat().st_mtime_ns == before:  # the heartbeat refreshes it
+        assert time.monotonic() < deadline, "no heartbeat"
+        time.sleep(0.01)
+    second.release()  # not its lock: nothing happens
+    assert (tmp_path / LOCK).exists()
+    first.release()
+    assert not (tmp_path / LOCK).exists()
+    assert second.acquire()
+    second.release()
+
+
+def test_store_errors_are_cache_errors():
+    from coretune.errors import CacheError
+    from coretune.reports.results import OutputInUseError
+
+    assert issubclass(CorruptArtifactError, CacheError)
+    assert issubclass(OutputInUseError, CacheError)
+    assert issubclass(CorruptArtifactError, RuntimeError)
+
+
+def _builder(root: str, log: str, start) -> None:
     store = ArtifactStore(root)
+    start.wait(60)  # all processes race for the lock at once
 
     def compute():
         with open(log, "a") as fh:
@@ -101,8 +173,8 @@ def _builder(root: str, log: str, start: float) -> None:
 
 def test_many_processes_build_each_artifact_once(tmp_path):
     log = tmp_path / "builds.log"
-    ctx = mp.get_context("spawn")
-    start = time.time() + 1.5
+    ctx = _processes()
+    start = ctx.Barrier(4)
     procs = [ctx.Process(target=_builder, args=(str(tmp_path / "store"), str(log), start))
              for _ in range(4)]
     for p in procs:

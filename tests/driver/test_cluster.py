@@ -1,17 +1,18 @@
-"""A real multi-node Ray cluster on this machine (head + two workers, token authentication
-left on): a sweep runs across it, a worker node is removed midway, and every trial still
-ends ok, after retry, with exactly one row each."""
+"""A real multi-node Ray cluster on this machine (head + three one-CPU workers, token
+authentication left on): a sweep runs across it, a worker node is removed midway, and every
+trial still ends ok, after retry, with exactly one row each. (Three workers: the two left
+after the loss keep both CPUs of a two-core machine busy for the rest of the sweep.)"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 
 from coretune.reports.results import ResultsStore
+from tests.conftest import wait_until
 
 SPEC = """
 name: cluster
@@ -33,7 +34,7 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, **LOCAL})
-    workers = [c.add_node(num_cpus=1, **LOCAL) for _ in range(2)]
+    workers = [c.add_node(num_cpus=1, **LOCAL) for _ in range(3)]
     c.wait_for_nodes()
     yield c, workers
     c.shutdown()
@@ -48,12 +49,12 @@ def test_sweep_survives_losing_a_worker_node(tmp_path, cluster):
         [sys.executable, "-m", "coretune.cli", "sweep", str(spec), "--out", str(tmp_path / "out"),
          "--cache", str(tmp_path / "cache"), "--address", c.address, "--allow-node-local",
          "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def four_rows() -> bool:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        return len(results.parts("trials")) >= 4
+
     try:
-        deadline = time.time() + 240
-        while len(results.parts("trials")) < 4:
-            assert proc.poll() is None, proc.stderr.read()[-3000:]
-            assert time.time() < deadline, "no rows in time"
-            time.sleep(0.05)
+        wait_until(four_rows, 240, "4 trial rows")
         c.remove_node(workers[0])  # a worker node dies mid-sweep, taking its trials along
         _, err = proc.communicate(timeout=400)
     finally:

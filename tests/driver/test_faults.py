@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from coretune.driver.run import run_sweep
 from coretune.reports.results import ResultsStore
+from tests.conftest import wait_until
 
 KILL_SPEC = """
 name: killed
@@ -33,29 +35,36 @@ COMPARED = ["status", "n_selected", "test_acc", "test_nll", "test_ece", "epochs_
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, ray_session):
-    """The same sweep, never interrupted."""
+    """The same sweep, never interrupted: its trial rows, and its artifact cache."""
     root = tmp_path_factory.mktemp("reference")
     spec = root / "killed.yaml"
     spec.write_text(KILL_SPEC)
     run_sweep(spec, root / "out", cache=root / "cache")
-    return ResultsStore(str(root / "out")).read("trials").set_index("trial_id")[COMPARED]
+    return (ResultsStore(str(root / "out")).read("trials").set_index("trial_id")[COMPARED],
+            root / "cache")
 
 
-def _interrupt(tmp_path, sig: int) -> tuple[int, str]:
-    """Start the sweep's CLI, send ``sig`` once 4 trials have rows; (exit code, stderr)."""
+def _interrupt(tmp_path, sig: int, cache) -> tuple[int, str]:
+    """Start the sweep's CLI, send ``sig`` once 4 trials have rows; (exit code, stderr).
+
+    The sweep starts from a copy of the reference's artifact cache: its artifacts are all
+    built before any trial row exists, so building them again would only delay the signal.
+    """
     spec = tmp_path / "killed.yaml"
     spec.write_text(KILL_SPEC)
+    shutil.copytree(cache, tmp_path / "cache")
     results = ResultsStore(str(tmp_path / "out"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "coretune.cli", "sweep", str(spec), "--out",
          str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--no-report"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def four_rows() -> bool:
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        return len(results.parts("trials")) >= 4
+
     try:
-        deadline = time.time() + 240
-        while len(results.parts("trials")) < 4:
-            assert proc.poll() is None, "the sweep ended before it could be interrupted"
-            assert time.time() < deadline, "no rows were written in time"
-            time.sleep(0.05)
+        wait_until(four_rows, 240, "4 trial rows")
         if sig == signal.SIGKILL:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         else:
@@ -71,7 +80,8 @@ def _interrupt(tmp_path, sig: int) -> tuple[int, str]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, ray_session, reference,
                                                                 sig):
-    code, err = _interrupt(tmp_path, sig)
+    reference, cache = reference
+    code, err = _interrupt(tmp_path, sig, cache)
     results = ResultsStore(str(tmp_path / "out"))
     before = results.read("trials")  # readable right after the interruption
     assert 4 <= len(before) < TOTAL and (before["status"] == "ok").all()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from pyarrow.fs import FileSelector
@@ -13,6 +12,7 @@ from pyarrow.fs import FileSelector
 from coretune.driver.run import run_sweep
 from coretune.reports.results import ResultsStore
 from coretune.storage import Location
+from tests.conftest import wait_until
 
 pytest.importorskip("moto")
 
@@ -38,16 +38,19 @@ def s3_server():
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    def listening() -> bool:
+        assert proc.poll() is None, "moto server exited"
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
         except OSError:
-            time.sleep(0.2)
-    else:
+            return False
+        return True
+
+    try:
+        wait_until(listening, 30, "moto server listening")
+    except BaseException:
         proc.kill()
-        pytest.fail("moto server did not start")
+        raise
     yield f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
     proc.terminate()
     proc.wait(10)

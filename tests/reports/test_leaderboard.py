@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from coretune.reports import schema as S
+from coretune.reports import tables as S
 from coretune.reports.leaderboard import (
     Leaderboard,
     RowKey,

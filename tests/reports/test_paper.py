@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coretune.reports import schema as S
+from coretune.reports import tables as S
 from coretune.reports.leaderboard import RowKey, leaderboard_tables, render_markdown
 from coretune.reports.paper import (
     LABEL_MODE_TO_PAPER,

@@ -1,7 +1,7 @@
 import json
 
 from coretune.reports.rows import now, trial_row, versions
-from coretune.reports.schema import TRIALS, to_table
+from coretune.reports.tables import TRIALS, to_table
 from coretune.search_spaces.schema import expand, parse_spec
 
 SPEC = {"name": "rows", "datasets": "digits", "archs": "mlp",

@@ -1,24 +1,23 @@
-"""Arrow schemas of the result tables, and atomic Parquet I/O for single files.
+"""Arrow schemas of the result tables, their conversion, and reading single Parquet files.
 
-``TRIALS`` is DESIGN.md's one-row-per-student table, ``CURVES`` the per-report curves keyed
-by (sweep, trial_id, epoch), ``SELECTIONS`` the selected indices keyed by (selection_key,
-index) and ``BETA_SEARCH`` ELFS's β curves keyed by (sweep, search_key, beta). Sweeps
-write these as part files (:mod:`coretune.reports.results`); single-file writes go to a
-fsynced temporary file that is ``os.replace``-d over the target.
+``TRIALS`` is the one-row-per-student table (docs/design.md, "Results"), ``CURVES`` the
+per-report curves keyed by (sweep, trial_id, epoch), ``SELECTIONS`` the selected indices
+keyed by (selection_key, index) and ``BETA_SEARCH`` ELFS's β curves keyed by (sweep,
+search_key, beta). Sweeps write these as part files (:mod:`coretune.reports.results`);
+every whole-file write goes through :func:`coretune.storage.write_atomic`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from coretune.errors import CacheError
 
 _STR, _F64, _I64 = pa.string(), pa.float64(), pa.int64()
 _TS = pa.timestamp("us", tz="UTC")
@@ -42,7 +41,7 @@ TRIALS = _schema(
     ("peak_memory_bytes", _I64, True), ("device", _STR, False),
     ("coretune_version", _STR, False), ("git_sha", _STR, True), ("torch_version", _STR, False),
     ("ray_version", _STR, False), ("started_at", _TS, False), ("finished_at", _TS, False),
-    # added by the middle-layer rebuild (after DESIGN.md's columns, all nullable)
+    # added by the middle-layer rebuild (after the original columns, all nullable)
     ("smoothing", _STR, True), ("val_acc", _F64, True), ("val_top5", _F64, True),
     ("val_nll", _F64, True), ("val_ece", _F64, True), ("metric", _STR, True),
     ("data_fingerprint", _STR, True), ("selection_key", _STR, True), ("group_id", _STR, True),
@@ -133,49 +132,8 @@ def to_table(rows: list[dict] | pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write ``table`` to ``path`` via a fsynced temp file and ``os.replace``.
-
-    Either the complete new file is at ``path`` afterwards or the previous content is left
-    untouched; the temp file is removed on failure.
-    """
-    _write_atomic(path, lambda fh: pq.write_table(table, fh))
-
-
-def write_text_atomic(text: str, path: str | Path) -> None:
-    """Write a UTF-8 text file the same way as :func:`write_parquet_atomic`."""
-    _write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+class CorruptResultsError(CacheError, ValueError):
+    """A result file that is not readable Parquet or does not match its table's schema."""
 
 
 def _read_arrow(path: Path) -> pa.Table:
@@ -184,7 +142,7 @@ def _read_arrow(path: Path) -> pa.Table:
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
+        raise CorruptResultsError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
 def conform(table: pa.Table, schema: pa.Schema, path: Path | str) -> pa.Table:
@@ -192,13 +150,13 @@ def conform(table: pa.Table, schema: pa.Schema, path: Path | str) -> pa.Table:
 
     A nullable column the file lacks (written before the column existed) becomes null;
     a missing required column, an unknown column or a type that does not cast raises
-    ValueError naming ``path``.
+    :class:`CorruptResultsError` naming ``path``.
     """
     names = table.schema.names
     missing = [f.name for f in schema if f.name not in names and not f.nullable]
     extra = [n for n in names if n not in schema.names]
     if missing or extra:
-        raise ValueError(f"{path}: does not match the expected schema "
+        raise CorruptResultsError(f"{path}: does not match the expected schema "
                          f"(missing columns {missing}, unexpected columns {extra})")
     for f in schema:
         if f.name not in names:
@@ -206,15 +164,16 @@ def conform(table: pa.Table, schema: pa.Schema, path: Path | str) -> pa.Table:
     try:
         return table.select(schema.names).cast(schema, safe=True)
     except (pa.ArrowException, ValueError) as exc:
-        raise ValueError(f"{path}: column types do not match the expected schema ({exc})") \
+        raise CorruptResultsError(
+            f"{path}: column types do not match the expected schema ({exc})") \
             from exc
 
 
 def read_table(path: str | Path, schema: pa.Schema) -> pd.DataFrame:
     """The Parquet file at ``path`` as a DataFrame with ``schema``'s columns, in order.
 
-    FileNotFoundError when absent; ValueError naming ``path`` when the file is corrupt or its
-    columns/types do not match ``schema``.
+    FileNotFoundError when absent; :class:`CorruptResultsError` naming ``path`` when the
+    file is corrupt or its columns/types do not match ``schema``.
     """
     path = Path(path)
     if not path.is_file():

@@ -1,4 +1,5 @@
-"""Schemas, conversion and atomic Parquet I/O of coretune.reports.schema."""
+"""Schemas, conversion and single-file reads of coretune.reports.tables; whole-file Parquet
+writes through coretune.storage.write_atomic (the one atomic write)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from coretune.reports import schema as S
+from coretune.reports import tables as S
+from coretune.storage import write_atomic
 from tests.reports.conftest import make_trial_row
 
 TRIAL_COLUMNS = [
@@ -21,7 +23,7 @@ TRIAL_COLUMNS = [
     "epochs_run", "stopped_early", "select_seconds", "train_seconds", "peak_memory_bytes",
     "device", "coretune_version", "git_sha", "torch_version", "ray_version", "started_at",
     "finished_at",
-    # added after DESIGN.md's columns by the middle-layer rebuild, all nullable
+    # added after the original columns by the middle-layer rebuild, all nullable
     "smoothing", "val_acc", "val_top5", "val_nll", "val_ece", "metric", "data_fingerprint",
     "selection_key", "group_id", "arch_args", "trial_spec", "diverged_at_step", "retries",
 ]
@@ -29,6 +31,10 @@ TRIAL_COLUMNS = [
 
 def _trials(*rows: dict) -> pa.Table:
     return S.to_table(list(rows), S.TRIALS)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    write_atomic(path, lambda fh: pq.write_table(table, fh))
 
 
 def test_schemas_have_the_contract_columns_in_order() -> None:
@@ -87,7 +93,7 @@ def test_to_table_casts_types_and_serialises_json() -> None:
 
 def test_to_table_accepts_a_dataframe_round_trip(tmp_path: Path) -> None:
     rows = [make_trial_row(trial_id=f"t{i}", seed=i, beta=None if i else 0.3) for i in range(3)]
-    S.write_parquet_atomic(_trials(*rows), tmp_path / "trials.parquet")
+    _write_parquet(_trials(*rows), tmp_path / "trials.parquet")
     frame = S.read_table(tmp_path / "trials.parquet", S.TRIALS)
     assert list(frame.columns) == TRIAL_COLUMNS
     again = S.to_table(frame, S.TRIALS)
@@ -96,15 +102,15 @@ def test_to_table_accepts_a_dataframe_round_trip(tmp_path: Path) -> None:
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "trials.parquet"
-    S.write_parquet_atomic(_trials(make_trial_row()), path)
-    S.write_parquet_atomic(_trials(make_trial_row(), make_trial_row(trial_id="t1")), path)
+    _write_parquet(_trials(make_trial_row()), path)
+    _write_parquet(_trials(make_trial_row(), make_trial_row(trial_id="t1")), path)
     assert os.listdir(tmp_path) == ["trials.parquet"]
     assert len(S.read_table(path, S.TRIALS)) == 2
 
 
 def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "trials.parquet"
-    S.write_parquet_atomic(_trials(make_trial_row(test_acc=0.25)), path)
+    _write_parquet(_trials(make_trial_row(test_acc=0.25)), path)
     before = path.read_bytes()
 
     def broken(table: pa.Table, where: object, **kwargs: object) -> None:
@@ -113,7 +119,7 @@ def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(pq, "write_table", broken)
     with pytest.raises(OSError, match="disk full"):
-        S.write_parquet_atomic(_trials(make_trial_row(test_acc=0.75)), path)
+        _write_parquet(_trials(make_trial_row(test_acc=0.75)), path)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["trials.parquet"]
@@ -136,8 +142,8 @@ def test_read_corrupt_file_names_the_path(tmp_path: Path) -> None:
 
 def test_read_mismatching_schema_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "curves.parquet"
-    S.write_parquet_atomic(S.to_table([{"sweep": "s", "trial_id": "t", "epoch": 1, "step": 1,
-                                        "coreset_epochs": 1.0}], S.CURVES), path)
+    _write_parquet(S.to_table([{"sweep": "s", "trial_id": "t", "epoch": 1, "step": 1,
+                                "coreset_epochs": 1.0}], S.CURVES), path)
     with pytest.raises(ValueError, match="curves.parquet"):
         S.read_table(path, S.TRIALS)
 
