@@ -41,6 +41,22 @@ def test_bad_spec_exits_2_before_anything(capsys, write_spec, tmp_path):
         assert not out_dir.exists() and not (tmp_path / "c").exists()
 
 
+def test_corrupt_result_part_and_unopenable_storage_are_exit_2(capsys, write_spec,
+                                                                tmp_path):
+    out_dir = tmp_path / "o"
+    (out_dir / "trials").mkdir(parents=True)
+    junk = out_dir / "trials" / "part-00000000000000000001-junk.parquet"
+    junk.write_bytes(b"not parquet")
+    code, out = _run(capsys, "sweep", str(write_spec()), "--out", str(out_dir), "--cache",
+                     str(tmp_path / "c"))
+    err = out.err.replace("\n", "")
+    assert code == 2 and "not a readable Parquet file" in err and junk.name in err
+    assert junk.read_bytes() == b"not parquet" and not (tmp_path / "c").exists()
+    code, out = _run(capsys, "sweep", str(write_spec()), "--out", "nosuchscheme://x/y",
+                     "--cache", str(tmp_path / "c"))
+    assert code == 2 and "cannot open storage 'nosuchscheme://x/y'" in out.err
+
+
 def test_missing_dataset_files_name_the_path(capsys, write_spec, tmp_path):
     spec = write_spec(replace={"datasets: digits": "datasets: fashion_mnist"})
     empty = tmp_path / "no_fmnist_here"

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import ray
 import torch
-from ray import tune
 
 from coretune.artifacts.graph import Node, build
 from coretune.artifacts.selection import consumer_view, load_selection
@@ -184,6 +183,8 @@ class _Student:
 def coretune_trainable(config: dict, datasets: dict[str, ImageDataset], store_uri: str,
                        plugins: list[str], cpus_per_trial: float = 1.0) -> None:
     """Tune function trainable: the students of one group, reporting at each report point."""
+    from ray import tune  # here, not at the top: build tasks and actors never load Tune
+
     body_started = time.perf_counter()
     enter_worker(plugins, cpus_per_trial)
     group = config["group"]
