@@ -205,6 +205,7 @@ class TrialSpec(Frozen):
     arch_args: dict[str, Any] = {}
     selector: str
     selector_args: dict[str, Any] = {}
+    selector_proxy: dict[str, Any] = {}  # override of the selector's own proxy recipe
     ratio: float = Field(gt=0, le=1)
     label_mode: str = "hard"
     label_args: dict[str, Any] = {}
@@ -235,6 +236,17 @@ class TrialSpec(Frozen):
     def trial_id(self, data_fingerprint: str) -> str:
         """Stable id of this student: a content key of its science and the data."""
         return content_key("trial", 1, self.science(), None, data_fingerprint).split("-", 1)[1][:12]
+
+
+def merge_fields(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override``'s values, nested mappings merged key by key (a recipe's
+    ``optimizer: {lr: 0.05}`` overrides the learning rate and keeps the rest)."""
+    out = dict(base)
+    for key, value in override.items():
+        inner = out.get(key)
+        out[key] = (merge_fields(inner, value) if isinstance(inner, Mapping)
+                    and isinstance(value, Mapping) else value)
+    return out
 
 
 def canonical_json(obj: Any) -> str:

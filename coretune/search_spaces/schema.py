@@ -21,6 +21,7 @@ from coretune.errors import SpecError
 from coretune.plugins import import_plugins
 from coretune.search_spaces.files import apply_overrides, read_with_includes, resolve_spec_path
 from coretune.selectors import SELECTORS, get_selector
+from coretune.selectors.base import proxy_recipe
 from coretune.spec import (
     AugmentSpec,
     BudgetSpec,
@@ -65,9 +66,14 @@ class ArchSpec(Frozen):
 
 
 class SelectorSpec(Frozen):
+    """A selector, its arguments (``grid``: one trial per combination) and ``proxy``, an
+    override of the recipe of the selector's own proxy run (fields merged onto what the
+    selector declares; only for selectors that declare one, e.g. NFG)."""
+
     name: str
     args: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
+    proxy: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _known(self, info: ValidationInfo) -> SelectorSpec:
@@ -82,6 +88,9 @@ class SelectorSpec(Frozen):
             raise ValueError(f"selector {self.name!r}: grid {empty} has no values")
         for combo in self.expand():
             selector.validate_args(combo)
+        if self.proxy and selector.proxy is None:
+            raise ValueError(f"selector {self.name!r} runs no proxy of its own (its training "
+                             "dynamics come from the sweep's dynamics:); drop its proxy:")
         return self
 
     def expand(self) -> list[dict[str, Any]]:
@@ -336,6 +345,19 @@ def _with_recipes(trial: TrialSpec) -> TrialSpec:
                                     for r in optional})
 
 
+def _check_proxy(trial: TrialSpec) -> None:
+    """The selector's own proxy recipe, with the spec's ``proxy:`` override, must be valid."""
+    if not trial.selector_proxy:
+        return
+    try:
+        proxy_recipe(trial)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise SpecError(f"search space {trial.sweep}: selector {trial.selector!r} proxy."
+                        f"{'.'.join(map(str, first['loc']))}: {first['msg']} (got "
+                        f"{first.get('input')!r})") from None
+
+
 def expand(spec: SweepSpec) -> list[TrialSpec]:
     """All students of a sweep, in a fixed order."""
     from coretune.train.data import dataset_info
@@ -352,13 +374,15 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
         for args, labels in itertools.product(sel.expand(), lm.expand()):
             trial = _with_recipes(TrialSpec(
                 sweep=spec.name, dataset=data, arch=arch.name, arch_args=arch.args,
-                selector=sel.name, selector_args=args, ratio=float(ratio), seed=int(seed),
+                selector=sel.name, selector_args=args, selector_proxy=sel.proxy,
+                ratio=float(ratio), seed=int(seed),
                 **labels, budget=spec.budget, optimizer=spec.optimizer,
                 augment=resolve(spec.augment),
                 teacher=spec.teacher.model_copy(update={"augment": resolve(spec.teacher.augment)}),
                 dynamics=spec.dynamics.model_copy(
                     update={"augment": resolve(spec.dynamics.augment)}),
                 metric=spec.metric))
+            _check_proxy(trial)
             science = repr(trial.science())
             if science in seen:
                 raise SpecError(f"search space {spec.name}: it lists the same trial more "

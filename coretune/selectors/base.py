@@ -11,14 +11,29 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
-from coretune.errors import PluginArgumentError, UnknownNameError
+from coretune.errors import UnknownNameError
 from coretune.registry import Registry, TypedArguments, origin_of
-from coretune.spec import PIPELINE_SPECS, Frozen, argument_problem, sub_spec
+from coretune.selectors.orientation import (  # noqa: F401 - re-exported: selectors use them
+    HIGHER_IS_HARDER,
+    DynamicsScore,
+    SelectorArgumentError,
+    check_score_name,
+    oriented_difficulty,
+)
+from coretune.spec import (
+    PIPELINE_SPECS,
+    DynamicsSpec,
+    Frozen,
+    TrialSpec,
+    argument_problem,
+    merge_fields,
+    sub_spec,
+)
 
 #: Artifacts a selector may declare it needs: the built-in ones (fields of the context),
 #: the proxy signals of :mod:`coretune.selectors.proxies` (read with ``ctx.artifact``), plus
@@ -38,47 +53,8 @@ def register_need(name: str) -> None:
     """Let selectors declare ``name`` (called when an artifact kind provides it)."""
     NEEDS.add(name)
 
-#: The per-sample difficulty scores a training-dynamics (proxy-run) artifact holds.
-DynamicsScore = Literal["aum", "forgetting", "el2n", "grand", "entropy", "margin",
-                        "least_confidence"]
-
-#: Orientation of each score: True if a higher raw value means a harder sample.
-#: AUM (Pleiss et al. 2020) is low for hard/mislabelled samples; forgetting counts
-#: (Toneva et al. 2019), EL2N and GraNd (Paul et al. 2021) are high for hard samples;
-#: of the uncertainty scores (Coleman et al. 2020), entropy and least confidence
-#: (1 − max p) are high and the margin (p₁ − p₂) is low for uncertain ones.
-HIGHER_IS_HARDER: dict[str, bool] = {
-    "aum": False,
-    "forgetting": True,
-    "el2n": True,
-    "grand": True,
-    "entropy": True,
-    "least_confidence": True,
-    "margin": False,
-}
-
-
-def check_score_name(name: str) -> None:
-    """:class:`SelectorArgumentError` unless ``name`` is a known difficulty score."""
-    if name not in HIGHER_IS_HARDER:
-        raise SelectorArgumentError(
-            f"unknown difficulty score {name!r}; known: {sorted(HIGHER_IS_HARDER)}")
-
-
-def oriented_difficulty(name: str, raw: np.ndarray) -> np.ndarray:
-    """Score ``name`` as float64 difficulty, higher = harder (:data:`HIGHER_IS_HARDER`): the
-    one place a raw score is oriented."""
-    check_score_name(name)
-    raw = np.asarray(raw, dtype=np.float64)
-    return raw if HIGHER_IS_HARDER[name] else -raw
-
-
 class UnknownSelectorError(UnknownNameError):
     """Raised for a selector name that is not registered."""
-
-
-class SelectorArgumentError(PluginArgumentError):
-    """Raised for selector arguments the selector does not accept or cannot use."""
 
 
 class MissingArtifactError(RuntimeError):
@@ -213,6 +189,8 @@ class SelectionContext:
 
 SelectorFn = Callable[..., Selection | np.ndarray]
 NeedsSpec = Iterable[str] | Callable[[Mapping[str, Any]], Iterable[str]]
+#: a selector's own proxy recipe as a function of the student it selects for
+ProxyRule = Callable[[TrialSpec], DynamicsSpec]
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
@@ -235,6 +213,7 @@ class SelectorInfo:
     needs_validation: bool = False  # its proxies need the dataset's validation split
     version: int = 1  # bumped when the algorithm changes: its cached coresets are rebuilt
     uses: tuple[str, ...] = ()
+    proxy: ProxyRule | None = None  # the recipe of its own proxy run (see proxy_recipe)
 
     def class_balanced(self, args: Mapping[str, Any] | None = None) -> bool:
         """Whether ``args`` ask for per-class budgets (else the selector's default):
@@ -332,7 +311,7 @@ SELECTORS: Registry[SelectorInfo] = Registry(
 def register_selector(
     name: str, *, needs: NeedsSpec = (), label_free: bool = False, paper: str = "",
     class_balanced: bool = False, needs_validation: bool = False, version: int = 1,
-    uses: Iterable[str] = (), replace: bool = False,
+    uses: Iterable[str] = (), proxy: ProxyRule | None = None, replace: bool = False,
 ) -> Callable[[SelectorFn], SelectorFn]:
     """Register ``fn(ctx, budget, **args) -> Selection`` under ``name``.
 
@@ -346,6 +325,9 @@ def register_selector(
     ``uses``: the typed sub-specs (:data:`coretune.spec.PIPELINE_SPECS`) whose settings the
     selector reads through its artifacts; their fields are its arguments too, and the
     function takes one as a parameter only if it reads it itself (with the same default).
+    ``proxy(trial)``: the recipe of the proxy run the selector is defined with (NFG's
+    10-epoch run, CAD-Prune's compute-matched one), read by its kinds through
+    :func:`proxy_recipe`; a selector without one uses the sweep's ``dynamics:``.
     """
     uses = tuple(uses)
 
@@ -368,7 +350,8 @@ def register_selector(
         info = SelectorInfo(name=name, fn=fn,
                             needs_spec=needs, label_free=label_free, paper=paper,
                             balanced_default=class_balanced,
-                            needs_validation=needs_validation, version=version, uses=uses)
+                            needs_validation=needs_validation, version=version, uses=uses,
+                            proxy=proxy)
         info.needs({})  # fail at import time on a bad declaration
         SELECTORS.add(name, info, origin=origin_of(fn), replace=replace)
         return fn
@@ -384,3 +367,14 @@ def get_selector(name: str) -> SelectorInfo:
 def available_selectors() -> list[str]:
     """Names of all registered selectors, sorted."""
     return SELECTORS.names()
+
+
+def proxy_recipe(trial: TrialSpec) -> DynamicsSpec | None:
+    """The recipe of the selector's own proxy run for ``trial``: what the selector declares
+    (``register_selector(proxy=…)``) with the spec's per-selector ``proxy:`` override
+    (``trial.selector_proxy``, merged field by field) applied; None if it declares none."""
+    rule = get_selector(trial.selector).proxy
+    if rule is None:
+        return None
+    declared = rule(trial).model_dump(mode="json")
+    return DynamicsSpec.model_validate(merge_fields(declared, trial.selector_proxy))
