@@ -25,6 +25,12 @@ without Ray (the kind's ``compute``: tests, the GPU machine, a single build);
 :func:`coretune.driver.beta_search_tune.search_on_tune`, the kind's declared Tune executor,
 runs the sweep's searches as Ray Tune trials, searches in parallel, and commits the same
 artifacts. Only pseudo-labels are used.
+
+A search's labels, coreset rule and evaluators are those of its kind's
+:class:`SearchInputs` class (:data:`SEARCH_INPUTS`), so the same rule and executors serve
+other searches of a pruning parameter: EL2N-Best's offset search
+(:mod:`coretune.artifacts.offset_search`) runs on ground-truth labels with the selector's
+EL2N window as its coreset rule.
 """
 
 from __future__ import annotations
@@ -42,8 +48,8 @@ from coretune.selectors import budget_for
 from coretune.selectors.base import oriented_difficulty
 from coretune.selectors.samplers import double_end_prune
 from coretune.spec import TrialSpec
-from coretune.train.data import DeviceData, stratified_split, to_device
-from coretune.train.evaluate import MatchedEvaluator, held_out_evaluator
+from coretune.train.data import DeviceData, ImageDataset, stratified_split, to_device
+from coretune.train.evaluate import Evaluator, MatchedEvaluator, held_out_evaluator
 from coretune.train.labels import HardLabels
 from coretune.train.loop import init_model, train_steps
 
@@ -110,6 +116,14 @@ class SearchInputs:
         return cls(to_device(dataset, device), np.asarray(pseudo, dtype=np.int64),
                    pseudo_difficulty(scores, params["score"]), train_pos, val_pos, params)
 
+    @classmethod
+    def from_deps(cls, params: Mapping[str, Any], deps: Mapping[str, Artifact],
+                  dataset: ImageDataset, device: str = "cpu") -> SearchInputs:
+        """The inputs of a search from its built dependencies: the ``labels`` dependency's
+        labels (or the dataset's own, :func:`search_labels`) and the ``scores`` one's."""
+        return cls.build(dataset, search_labels(dataset, deps.get("labels")),
+                         {k: deps["scores"].array(k) for k in SEARCH_SCORES}, params, device)
+
     def coreset(self, beta: float) -> np.ndarray:
         """Dataset indices double-end-pruned from the 90 % at this β."""
         budget = budget_for(self.train_pos.size, self.params["ratio"])
@@ -117,11 +131,33 @@ class SearchInputs:
         chosen = double_end_prune(self.difficulty[self.train_pos], budget, beta, rng)
         return self.train_pos[chosen]
 
+    def evaluators(self) -> list[Evaluator]:
+        """What each report scores: the held-out 10 % against its (pseudo-)labels — the
+        metric the search chooses on — and, for reports only, the test split's accuracy
+        once the clusters are matched to the classes."""
+        return [held_out_evaluator(self.data, self.val_pos, self.pseudo[self.val_pos]),
+                MatchedEvaluator("test", self.data.test_x, self.data.test_y)]
+
+
+#: the scores a search's ``scores`` dependency is read for
+SEARCH_SCORES = ("aum", "forgetting", "el2n")
+#: the inputs of each kind of search (its coreset rule, its evaluators), by kind: both
+#: executors build a node's inputs with its kind's class
+SEARCH_INPUTS: dict[str, type[SearchInputs]] = {"beta_search": SearchInputs}
+
+
+def search_labels(dataset: ImageDataset, labels: Artifact | None) -> np.ndarray:
+    """The labels a search trains and scores its students on: its ``labels`` dependency's
+    (ELFS's pseudo-labels), else — a search with no such dependency — the dataset's
+    training labels."""
+    return dataset.train_y if labels is None else labels.array("labels")
+
 
 def beta_trial(inputs: SearchInputs, beta: float) -> Iterator[dict]:
-    """Train one β trial's student on pseudo-labels; yield each report: ``heldout_acc`` on
-    the pseudo-labelled 10 %, and ``test_matched_acc``, its test accuracy once its clusters
-    are matched to the classes (ground truth, for reports only)."""
+    """Train one β trial's student on the search's labels (pseudo-labels for ELFS) on the
+    β coreset; yield each report of ``inputs.evaluators()``: ``heldout_acc`` on the held-out
+    10 %, and for ELFS ``test_matched_acc``, its test accuracy once its clusters are matched
+    to the classes (ground truth, for reports only)."""
     from coretune.spec import AugmentSpec, BudgetSpec, OptimizerSpec
 
     s, data = inputs.params["student"], inputs.data
@@ -129,9 +165,8 @@ def beta_trial(inputs: SearchInputs, beta: float) -> Iterator[dict]:
     model = init_model(s["arch"], s["arch_args"], tuple(data.train_x.shape[1:]),
                        data.num_classes, seed, data.device)
     targets = torch.as_tensor(inputs.pseudo, device=data.device)
-    evaluators = [held_out_evaluator(data, inputs.val_pos, inputs.pseudo[inputs.val_pos]),
-                  MatchedEvaluator("test", data.test_x, data.test_y)]
-    yield from train_steps(model, data, inputs.coreset(beta), HardLabels(targets), evaluators,
+    yield from train_steps(model, data, inputs.coreset(beta), HardLabels(targets),
+                           inputs.evaluators(),
                            BudgetSpec(**s["budget"]), OptimizerSpec(**s["optimizer"]), seed,
                            AugmentSpec(**s["augment"]))
 
@@ -312,8 +347,5 @@ def beta_search_rows(sweep: str, node: Node, art: Artifact) -> list[dict[str, An
                    results_rows=beta_search_rows)
 def build_beta_search(ctx: BuildContext) -> Built:
     """The β search in this process (a sweep runs it on Tune, its declared executor)."""
-    inputs = SearchInputs.build(ctx.dataset, ctx.deps["labels"].array("labels"),
-                                {k: ctx.deps["scores"].array(k)
-                                 for k in ("aum", "forgetting", "el2n")},
-                                ctx.params, ctx.device)
+    inputs = SearchInputs.from_deps(ctx.params, ctx.deps, ctx.dataset, ctx.device)
     return search_in_process(inputs).built(ctx.params)

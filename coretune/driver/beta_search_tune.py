@@ -1,6 +1,8 @@
 """ELFS's β search on Ray Tune: one trial per (search, β), the sweep's searches in parallel.
 
-The Tune executor of the ``beta_search`` kind (its declared ``tune_executor``); the other
+The Tune executor of the ``beta_search`` kind (its declared ``tune_executor``) and of the
+other searches built on its rule (EL2N-Best's ``offset_search``: each node's inputs come
+from its kind's :data:`~coretune.artifacts.beta_search.SEARCH_INPUTS` class); the other
 is :func:`coretune.artifacts.beta_search.search_in_process`, the same search in one
 process. Neither decides anything itself: each search has one
 :class:`~coretune.artifacts.beta_search.SearchRule`, and here :class:`SequentialGrid` (a
@@ -24,11 +26,13 @@ from ray.tune.search import Searcher
 
 from coretune.artifacts.beta_search import (
     HELDOUT_METRIC,
+    SEARCH_INPUTS,
     TEST,
     GridState,
     SearchInputs,
     SearchRule,
     beta_trial,
+    search_labels,
 )
 from coretune.artifacts.graph import Node
 from coretune.artifacts.store import ArtifactStore
@@ -40,13 +44,13 @@ _INPUTS: dict[str, SearchInputs] = {}  # per worker process: one search's shared
 
 def search_inputs(node: dict, dataset: ImageDataset, store_uri: str, device: str
                   ) -> SearchInputs:
-    """The inputs every β trial of the search ``node`` shares, loaded once per process."""
+    """The inputs every β trial of the search ``node`` shares, loaded once per process (by
+    its kind's :class:`SearchInputs` class)."""
     if node["key"] not in _INPUTS:
         store = ArtifactStore(store_uri)
-        scores = store.load(node["deps"]["scores"])
-        _INPUTS[node["key"]] = SearchInputs.build(
-            dataset, store.load(node["deps"]["labels"]).array("labels"),
-            {k: scores.array(k) for k in ("aum", "forgetting", "el2n")}, node["params"], device)
+        deps = {name: store.load(key) for name, key in node["deps"].items()}
+        _INPUTS[node["key"]] = SEARCH_INPUTS[node["kind"]].from_deps(
+            node["params"], deps, dataset, device)
     return _INPUTS[node["key"]]
 
 
@@ -62,7 +66,8 @@ def beta_trainable(config: dict, datasets: dict[str, ImageDataset], store_uri: s
     node = config["node"]
     inputs = search_inputs(node, datasets[node["fingerprint"]], store_uri, device)
     for report in beta_trial(inputs, config["beta"]):
-        tune.report({HELDOUT_METRIC: report[HELDOUT_METRIC], TEST: report.get(TEST),
+        test = {} if report.get(TEST) is None else {TEST: report[TEST]}  # none: not scored
+        tune.report({HELDOUT_METRIC: report[HELDOUT_METRIC], **test,
                      "final": bool(report.get("final"))})
 
 
@@ -124,9 +129,11 @@ def search_on_tune(nodes: list[Node], datasets: dict[str, ImageDataset],
     for node in nodes:
         p = dict(node.params)
         deps = {name: dep.key for name, dep in node.deps}
-        pseudo = store.load(deps["labels"]).array("labels")
-        train_pos, val_pos = stratified_split(pseudo, p["fraction"], p["seed"])
-        payload = {"key": node.key, "params": p, "deps": deps, "fingerprint": node.fingerprint}
+        labels = search_labels(by_fp[node.fingerprint],
+                               store.load(deps["labels"]) if "labels" in deps else None)
+        train_pos, val_pos = stratified_split(labels, p["fraction"], p["seed"])
+        payload = {"key": node.key, "kind": node.kind, "params": p, "deps": deps,
+                   "fingerprint": node.fingerprint}
         searches[node.key] = (payload, SearchRule.for_search(p, train_pos.size, val_pos.size))
     trainable = tune.with_resources(
         tune.with_parameters(beta_trainable, datasets=by_fp, store_uri=store.uri,
@@ -140,7 +147,7 @@ def search_on_tune(nodes: list[Node], datasets: dict[str, ImageDataset],
                                     metric=HELDOUT_METRIC, mode="max", num_samples=total,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
-            name=f"beta-search-{int(time.time())}",
+            name=f"{nodes[0].kind.replace('_', '-')}-{int(time.time())}",
             storage_path=tune_storage or os.path.join(tempfile.gettempdir(), "coretune-tune"),
             verbose=0))
     tuner.fit()

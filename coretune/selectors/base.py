@@ -46,7 +46,8 @@ LABEL_FREE_NEEDS = ("pseudo_scores", "beta_search")
 NEEDS: set[str] = set(BUILTIN_NEEDS) | set(PROXY_NEEDS) | set(LABEL_FREE_NEEDS)
 #: what carries ground truth: the labels, and every signal of a proxy run trained on them
 #: (a label-free selector gets training dynamics only through ``pseudo_scores``)
-SUPERVISED_NEEDS = frozenset({"labels", "scores", "outputs", "features", "grad_embed"})
+SUPERVISED_NEEDS = frozenset({"labels", "scores", "outputs", "features", "grad_embed",
+                              "gradient_neighbours", "checkpoint_scores", "offset_search"})
 
 
 def register_need(name: str) -> None:
@@ -298,11 +299,8 @@ class SelectorInfo:
         self.needs(args)
 
 
-#: methods the papers evaluate that coretune does not implement, and why
-NOT_IMPLEMENTED = {
-    "nfg": "NFG (Mohanty et al., TMLR 2025) is not implemented: its paper and code were not "
-           "available to this project, and a guess would not be the published algorithm",
-}
+#: methods the papers evaluate that coretune does not implement, and why (none today)
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 SELECTORS: Registry[SelectorInfo] = Registry(
     "selector", UnknownSelectorError, hint=lambda name: NOT_IMPLEMENTED.get(name, ""))

@@ -30,11 +30,14 @@ from coretune.train.models import build_model
 
 @dataclass
 class Hooks:
-    """Optional callbacks; ``on_report`` gets each report's metrics dict."""
+    """Optional callbacks; ``on_report`` gets each report's metrics dict; ``on_step`` is
+    called after each optimiser step with the number of steps done and the model (in
+    train mode: a hook that evaluates must put it back with ``model.train()``)."""
 
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
     on_epoch_end: Callable[[int, nn.Module], None] | None = None
     on_report: Callable[[dict], None] | None = None
+    on_step: Callable[[int, nn.Module], None] | None = None
 
 
 @dataclass
@@ -213,6 +216,8 @@ def train_steps(
                     loss_sum += loss.detach() * idx.numel()
                     seen += idx.numel()
                     step += 1
+                    if hooks.on_step is not None:
+                        hooks.on_step(step, model)
                 if hooks.on_epoch_end is not None:
                     hooks.on_epoch_end(epoch, model)
         metrics: dict = {}

@@ -19,7 +19,9 @@ def test_the_built_in_kinds_declare_what_they_read_and_how_they_are_built():
     search = get_kind("beta_search")
     assert search.executor == "tune" and search.results_table == "beta_search"
     assert tune_executor_of(search).__name__ == "search_on_tune"
-    assert all(k.executor == "task" for k in KINDS.entries() if k.name != "beta_search")
+    searches = ("beta_search", "offset_search")  # ELFS's β and EL2N-Best's offset
+    assert all(k.executor == "task" for k in KINDS.entries() if k.name not in searches)
+    assert get_kind("offset_search").executor == "tune"
 
 
 def test_generic_code_names_no_kind():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from coretune.selectors import SelectionContext, get_selector
+from coretune.selectors.compute_aware import CheckpointScores
+from coretune.selectors.gradient_neighbours import NeighbourCounts
 from coretune.selectors.proxies import GradEmbedding, TrainingOutputs
 
 N, K = 500, 10
@@ -31,6 +33,8 @@ def full_context(seed: int = 0, n: int = N, k: int = K) -> SelectionContext:
     outputs = TrainingOutputs(p_true, rng.integers(0, k, (2, epochs, n)).astype(np.int16),
                               np.linspace(2.0, 0.5, epochs)[None].repeat(2, 0)
                               + 0.05 * rng.normal(size=(2, epochs)))
+    own = np.random.default_rng(7)
+    trajectory = own.random((10, n)).astype(np.float32)
     return SelectionContext.from_needs(n, k, seed, {
         "labels": labels,
         "scores": {"aum": rng.normal(size=n), "forgetting": rng.integers(0, 6, n).astype(float),
@@ -43,7 +47,14 @@ def full_context(seed: int = 0, n: int = N, k: int = K) -> SelectionContext:
         "external_scores": rng.normal(size=n),
         "pseudo_scores": {"aum": rng.normal(size=n), "forgetting": rng.integers(0, 6, n)
                           .astype(float), "el2n": rng.random(n)},
-        "beta_search": 0.2})
+        "beta_search": 0.2,
+        # the proxy runs of NFG and CAD-Prune, from their own generator (the draws above
+        # stay as they were)
+        "gradient_neighbours": NeighbourCounts(
+            own.integers(0, 30, (10, n)).astype(np.int32), labels, 0.2),
+        "checkpoint_scores": CheckpointScores(trajectory, 1 - trajectory,
+                                              np.arange(1, 11) * n),
+        "offset_search": 0.3})
 
 
 def default_args(name: str) -> dict:

@@ -49,9 +49,10 @@ def test_class_balanced_off_is_accepted_and_needs_no_labels_of_its_own(name):
 
 
 def test_every_method_of_the_soft_label_paper_is_registered_by_name():
-    # Table 1 of the soft-label paper, minus NFG (see the selector library README note)
+    # Table 1 of the soft-label paper (13 methods), and Hard Truths' CAD-Prune and EL2N-Best
     paper = {"random", "craig", "forgetting", "gradmatch", "grand", "graph_cut",
-             "facility_location", "moderate", "ccs", "d2", "dual", "cld"}
+             "facility_location", "moderate", "ccs", "d2", "dual", "cld", "nfg",
+             "cad_prune", "el2n_best"}
     assert paper <= set(available_selectors())
     for name in available_selectors():
         assert get_selector(name).paper, name
