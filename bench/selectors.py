@@ -82,6 +82,19 @@ def synthetic_context(n: int, d: int, k: int, needs: frozenset[str], seed: int =
         art["beta_search"] = 0.1
     if "external_scores" in needs:
         art["external_scores"] = rng.random(n)
+    if "gradient_neighbours" in needs:  # NFG: counts of 10 checkpoints (their cost is the
+        # artifact's, timed by bench/nfg_factorised.py); the selector ranks and keeps
+        from coretune.selectors.gradient_neighbours import NeighbourCounts
+
+        art["gradient_neighbours"] = NeighbourCounts(
+            rng.integers(0, n // k, (10, n)).astype(np.int32), labels, 0.2)
+    if "checkpoint_scores" in needs:  # CAD-Prune: p_y and EL2N at R = 8 points
+        from coretune.selectors.compute_aware import CheckpointScores
+
+        p_true = rng.random((8, n), dtype=np.float32)
+        art["checkpoint_scores"] = CheckpointScores(p_true, 1 - p_true, np.arange(1, 9) * n)
+    if "offset_search" in needs:  # EL2N-Best: the searched offset
+        art["offset_search"] = 0.1
     return SelectionContext.from_needs(n, k, seed, art)
 
 
