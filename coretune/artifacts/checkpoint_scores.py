@@ -29,33 +29,25 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from coretune.artifacts.dynamics import el2n_of, single_proxy_run
 from coretune.artifacts.graph import BuildContext, register_artifact
 from coretune.artifacts.store import Artifact, Built
 from coretune.artifacts.teacher import train_full
-from coretune.errors import SpecError
 from coretune.selectors import budget_for
-from coretune.selectors.base import proxy_recipe
 from coretune.selectors.compute_aware import CheckpointScores, default_points
 from coretune.spec import BudgetSpec, DynamicsSpec, TrialSpec
 from coretune.train.data import DeviceData, ImageDataset, to_device
 from coretune.train.evaluate import predict_logits
 from coretune.train.loop import Hooks, plan_steps
 
-GROUND_TRUTH = "ground_truth"
-
 
 def checkpoint_params(trial: TrialSpec) -> Mapping[str, Any] | None:
     """The proxy recipe (the selector's, with the spec's override), the number of points R
     (None: derived from the compute) and the students' ratio, which sets the compute."""
-    recipe = proxy_recipe(trial)
+    recipe = single_proxy_run(trial)
     if recipe is None:
         return None
-    if recipe.label_source != GROUND_TRUTH or recipe.runs != 1:
-        raise SpecError(f"search space {trial.sweep}: selector {trial.selector!r} records "
-                        "one proxy run on the training labels; its proxy: may not set "
-                        f"label_source ({recipe.label_source!r}) or runs ({recipe.runs})")
     return {"recipe": recipe.key_dump(), "points": trial.selector_args.get("points"),
             "ratio": trial.ratio}
 
@@ -111,8 +103,7 @@ class CheckpointRecorder:
             return
         probs = torch.softmax(predict_logits(model, self.data, self.data.train_x), dim=1)
         p_true = probs.gather(1, self.labels[:, None]).squeeze(1)
-        el2n = torch.linalg.vector_norm(
-            probs - F.one_hot(self.labels, probs.shape[1]).float(), dim=1)
+        el2n = el2n_of(probs, self.labels)
         while self.done < len(self.steps) and self.steps[self.done] <= step:
             self.p_true[self.done], self.el2n[self.done] = p_true, el2n
             self.done += 1

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from coretune.artifacts.graph import BuildContext, provider_of, register_artifact
 from coretune.artifacts.store import Artifact, Built
 from coretune.artifacts.teacher import train_full
+from coretune.errors import SpecError
+from coretune.selectors.base import proxy_recipe
 from coretune.selectors.proxies import GradEmbedding, TrainingOutputs
 from coretune.spec import DynamicsSpec, TrialSpec
 from coretune.train.data import DeviceData, ImageDataset, to_device
@@ -43,6 +45,23 @@ from coretune.train.models import classifier_layer
 
 SCORE_NAMES = ("aum", "forgetting", "el2n", "grand", "entropy", "margin", "least_confidence")
 GROUND_TRUTH = "ground_truth"
+
+
+def el2n_of(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """EL2N (Paul et al., Def. 2.1) of each row: ‖softmax − onehot(y)‖₂."""
+    return torch.linalg.vector_norm(probs - F.one_hot(labels, probs.shape[1]).float(), dim=1)
+
+
+def single_proxy_run(trial: TrialSpec) -> DynamicsSpec | None:
+    """The selector's own proxy recipe (:func:`~coretune.selectors.base.proxy_recipe`) for
+    kinds that record one run on the training labels; a ``proxy:`` that asks for another
+    label source or several runs is refused when the sweep is planned."""
+    recipe = proxy_recipe(trial)
+    if recipe is not None and (recipe.label_source != GROUND_TRUTH or recipe.runs != 1):
+        raise SpecError(f"search space {trial.sweep}: selector {trial.selector!r} records "
+                        "one proxy run on the training labels; its proxy: may not set "
+                        f"label_source ({recipe.label_source!r}) or runs ({recipe.runs})")
+    return recipe
 
 
 def uncertainty_scores(probs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -99,9 +118,7 @@ class DynamicsRecorder:
     def on_epoch_end(self, epoch: int, model: nn.Module) -> None:
         if epoch + 1 == self.el2n_epoch:
             logits, feats = predict_with_features(model, self.data, self.data.train_x)
-            probs = torch.softmax(logits, dim=1)
-            onehot = F.one_hot(self.labels, probs.shape[1]).float()
-            self.el2n = torch.linalg.vector_norm(probs - onehot, dim=1)
+            self.el2n = el2n_of(torch.softmax(logits, dim=1), self.labels)
             bias = float(classifier_layer(model).bias is not None)
             self.grand = self.el2n * torch.sqrt(bias + (feats * feats).sum(dim=1))
         if self.outputs == "eval" and epoch < self.num_epochs:

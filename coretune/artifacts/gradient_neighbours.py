@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from coretune.artifacts.dynamics import GROUND_TRUTH, single_proxy_run
 from coretune.artifacts.graph import BuildContext, register_artifact
 from coretune.artifacts.store import Artifact, Built
 from coretune.artifacts.teacher import train_full
-from coretune.selectors.base import proxy_recipe
 from coretune.selectors.gradient_neighbours import (
     DEFAULT_BLOCK,
     DEFAULT_RADIUS,
@@ -71,7 +71,7 @@ def record_neighbour_counts(ds: ImageDataset, recipe: DynamicsSpec, radius: floa
                             device: str = "cpu", block: int = DEFAULT_BLOCK) -> Built:
     """Train ``recipe`` on the full training split (its labels) and count each sample's
     gradient neighbours at radius ``radius`` after every epoch."""
-    if recipe.label_source != "ground_truth" or recipe.runs != 1:
+    if recipe.label_source != GROUND_TRUTH or recipe.runs != 1:  # the dynamics: fallback
         raise ValueError("the gradient_neighbours proxy is one run on the training labels; "
                          f"got label_source={recipe.label_source!r}, runs={recipe.runs}")
     n = len(ds.train_y)
@@ -89,7 +89,7 @@ def record_neighbour_counts(ds: ImageDataset, recipe: DynamicsSpec, radius: floa
 
 def neighbour_params(trial: TrialSpec) -> Mapping[str, Any] | None:
     """The proxy recipe (the selector's own, else the sweep's ``dynamics:``) and radius."""
-    recipe = proxy_recipe(trial) or trial.dynamics
+    recipe = single_proxy_run(trial) or trial.dynamics
     if recipe is None:
         return None
     return {"recipe": recipe.key_dump(),
