@@ -3,12 +3,14 @@ sweep's 200-epoch ``dynamics:`` recipe that the other selectors share."""
 
 from __future__ import annotations
 
+import pytest
+
 from coretune.driver.plan import plan_sweep
 
 
-def test_nfg_in_table1_builds_its_own_ten_epoch_proxy(tmp_path):
-    plan = plan_sweep("soft_label_table1_digits", tmp_path / "o", tmp_path / "c",
-                      dry_run=True)
+@pytest.mark.parametrize("space", ["soft_label_table1_digits", "soft_label_table2"])
+def test_nfg_in_table1_builds_its_own_ten_epoch_proxy(space, tmp_path):
+    plan = plan_sweep(space, tmp_path / "o", tmp_path / "c", dry_run=True)
     nfg = [t for t in plan.trials if t.spec.selector == "nfg"]
     others = [t for t in plan.trials if t.spec.selector == "forgetting"]
     assert nfg and others
