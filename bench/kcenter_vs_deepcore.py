@@ -14,23 +14,17 @@ centre. Both start from the same first centre; the selections must agree (up to 
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import os
-import sys
+import resource
+import time
+from pathlib import Path
 
-# bench/selectors.py shadows the standard library's ``selectors`` for scripts run from here
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from coretune.selectors.geometry import k_center_greedy  # noqa: E402
+from coretune.selectors.geometry import k_center_greedy
 
 
 def euclidean_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -25,24 +25,18 @@ coretune uses cos(g_i, g_j) = cos(e_i, e_j)·cos(h_i, h_j)
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import os
-import sys
+import resource
+import time
+import tracemalloc
+from pathlib import Path
 
-# bench/selectors.py shadows the standard library's ``selectors`` for scripts run from here
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from coretune.selectors.gradient_neighbours import (  # noqa: E402
+from coretune.selectors.gradient_neighbours import (
     borda_rank_sums,
     class_neighbour_counts,
     keep_lowest_per_class,

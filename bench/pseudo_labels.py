@@ -14,22 +14,17 @@ them), with build times. Its rows go to ``bench/RESULTS.md``.
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import os
-import sys
+import tempfile
+from pathlib import Path
 
-_HERE = os.path.dirname(os.path.abspath(__file__))  # bench/selectors.py shadows the stdlib
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import yaml
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import yaml  # noqa: E402
-
-from coretune.artifacts.graph import build  # noqa: E402
-from coretune.driver.plan import plan_sweep  # noqa: E402
-from coretune.search_spaces.schema import SweepSpec  # noqa: E402
+from coretune.artifacts.graph import build
+from coretune.driver.plan import plan_sweep
+from coretune.search_spaces.schema import SweepSpec
 
 
 def parse_named(text: str) -> tuple[str, dict]:

@@ -34,7 +34,12 @@ from coretune.spec import (
     argument_problem,
     sub_spec,
 )
-from coretune.train.losses import cross_entropy, distillation_loss, smoothed_targets
+from coretune.train.losses import (
+    cross_entropy,
+    cross_entropy_rows,
+    distillation_loss,
+    smoothed_targets,
+)
 
 #: ``view_logits(seed, epochs[E], indices[n]) -> [E, n, K]`` teacher logits of each view.
 ViewLogits = Callable[[int, np.ndarray, np.ndarray], Tensor | np.ndarray]
@@ -153,6 +158,20 @@ class ViewTeacherLabels(HardLabels):
     def loss(self, logits, idx, pos, epoch, weights):
         return distillation_loss(logits, self.targets[idx], self.segment[epoch][pos], self.tau,
                                  self.lam, weights)
+
+
+def stacked_losses(sources: list[LabelSource], logits: Tensor, idx: Tensor, pos: Tensor,
+                   epoch: int, weights: Tensor | None) -> Tensor:
+    """``[K]`` losses of K students' label sources on their rows of a fused batch
+    (``[K, B, C]`` logits, ``[K, B]`` indices and positions): one batched cross-entropy
+    when all are plain hard labels on the same targets, else each source's own loss."""
+    first = sources[0]
+    if weights is None and all(type(s) is HardLabels and s.targets is first.targets
+                               for s in sources):
+        return cross_entropy_rows(logits, first.targets[idx])
+    return torch.stack([s.loss(logits[j], idx[j], pos[j], epoch,
+                               None if weights is None else weights[j])
+                        for j, s in enumerate(sources)])
 
 
 LabelFactory = Callable[[LabelConfig, LabelInputs], LabelSource]

@@ -112,17 +112,24 @@ def plan_steps(n: int, optim: OptimizerSpec, budget: BudgetSpec
     return bs, spe, total, report_epochs
 
 
-def make_optimizer(model: nn.Module, cfg: OptimizerSpec, total_steps: int):
-    """Optimiser and per-step LR scheduler (norms and biases decay only if asked)."""
-    params = list(model.parameters())
+def make_optimizer(model: nn.Module | Sequence[torch.Tensor], cfg: OptimizerSpec,
+                   total_steps: int, stacked: int = 0):
+    """Optimiser and per-step LR scheduler (norms and biases decay only if asked).
+
+    ``model`` may be a list of parameters; ``stacked`` leading dimensions (the students of a
+    fused model) are not counted when telling weights (ndim > 1) from norms and biases."""
+    params = list(model.parameters()) if isinstance(model, nn.Module) else list(model)
     if cfg.decay_norm_and_bias:
         groups = [{"params": params, "weight_decay": cfg.weight_decay}]
     else:
-        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [{"params": [p for p in params if p.ndim - stacked > 1],
+                   "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim - stacked <= 1],
+                   "weight_decay": 0.0}]
     if cfg.name == "sgd":
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                              nesterov=cfg.nesterov and cfg.momentum > 0)
+                              nesterov=cfg.nesterov and cfg.momentum > 0,
+                              foreach=bool(stacked) or None)
     else:
         opt = torch.optim.AdamW(groups, lr=cfg.lr)
 
@@ -137,7 +144,8 @@ def make_optimizer(model: nn.Module, cfg: OptimizerSpec, total_steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of a student's batch order in ``epoch``."""
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
@@ -187,7 +195,7 @@ def train_steps(
         with rng:
             for epoch in range(seg_start, report_epoch):
                 model.train()
-                gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+                gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
                 perm_host = torch.randperm(n, generator=gen)
                 perm = perm_host.to(dev)
                 views = EpochViews(seed, epoch, np_idx, aug, dev)
@@ -256,5 +264,6 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, labels: Label
     return result
 
 
-__all__ = ["Hooks", "RngState", "TrainResult", "autocast", "init_model", "make_optimizer",
+__all__ = ["Hooks", "RngState", "TrainResult", "autocast", "epoch_seed", "init_model",
+           "make_optimizer",
            "plan_steps", "predict_logits", "train", "train_steps"]

@@ -69,6 +69,13 @@ def cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor | None = None
     return _reduce(_ce_per_sample(logits, targets), weights)
 
 
+def cross_entropy_rows(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of each row of a stack: ``[K, B, C]`` logits and ``[K, B]`` class
+    targets give ``[K]`` (the K students of a fused batch in one call)."""
+    per_sample = _ce_per_sample(logits.flatten(0, 1), targets.flatten())
+    return per_sample.view(targets.shape).mean(dim=-1)
+
+
 def distillation_loss(
     student_logits: Tensor,
     targets: Tensor,

@@ -7,8 +7,8 @@ and the process's maximum resident set size (inputs included). Selectors whose c
 O(N·budget·D) (k-center, herding) and the per-class ones run class-balanced at ImageNet
 scale, as DeepCore does there.
 
-    python bench/selectors.py                # both sizes, every selector, writes RESULTS.md
-    python bench/selectors.py --sizes 50000 --only kcenter,facility_location
+    python bench/selector_costs.py                # both sizes, every selector, writes RESULTS.md
+    python bench/selector_costs.py --sizes 50000 --only kcenter,facility_location
 """
 
 from __future__ import annotations
