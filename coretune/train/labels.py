@@ -8,6 +8,7 @@ One registry, like the selectors': ``@register_label_source(name, needs=…)`` o
 - ``smooth`` — label smoothing ε (Eq. 2 with ``smoothing: paper``, else PyTorch's ε/K);
 - ``soft`` — fixed teacher soft labels, one cached output per image (Eq. 4–6);
 - ``kd`` — online distillation, the teacher's output for each augmented view (Eq. 4–6);
+  both take ``args: {topk: k}``: FKD's top-k logits (:mod:`coretune.train.topk`);
 - ``pseudo`` — cross-entropy on pseudo-labels (ELFS, Sec. 4).
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from torch import Tensor
 
 from coretune.errors import PluginArgumentError, UnknownNameError
@@ -40,6 +41,7 @@ from coretune.train.losses import (
     distillation_loss,
     smoothed_targets,
 )
+from coretune.train.topk import TopKLogits, as_teacher_logits, teacher_rows
 
 #: ``view_logits(seed, epochs[E], indices[n]) -> [E, n, K]`` teacher logits of each view.
 ViewLogits = Callable[[int, np.ndarray, np.ndarray], Tensor | np.ndarray]
@@ -128,36 +130,41 @@ class SmoothLabels(HardLabels):
 
 
 class FixedTeacherLabels(HardLabels):
-    """(1−λ)·CE + λ·τ²·KL against the teacher's output on the un-augmented image."""
+    """(1−λ)·CE + λ·τ²·KL against the teacher's output on the un-augmented image
+    (its top ``topk`` logits only, compressed per coreset, if given)."""
 
-    def __init__(self, targets: Tensor, logits: Tensor, tau: float, lam: float):
+    def __init__(self, targets: Tensor, logits: Tensor, tau: float, lam: float,
+                 topk: int | None = None):
         super().__init__(targets)
-        self.all_logits, self.tau, self.lam = logits, tau, lam
+        self.all_logits, self.tau, self.lam, self.topk = logits, tau, lam, topk
 
     def bind(self, indices, seed):
-        self.coreset_logits = self.all_logits.to(indices.device)[indices]
+        rows = self.all_logits.to(indices.device)[indices]
+        self.coreset_logits = rows if self.topk is None else TopKLogits.compress(rows, self.topk)
 
     def loss(self, logits, idx, pos, epoch, weights):
-        return distillation_loss(logits, self.targets[idx], self.coreset_logits[pos], self.tau,
-                                 self.lam, weights)
+        return distillation_loss(logits, self.targets[idx], teacher_rows(self.coreset_logits, pos),
+                                 self.tau, self.lam, weights)
 
 
 class ViewTeacherLabels(HardLabels):
-    """Online KD: the teacher's output for each (seed, epoch, index) view the student sees."""
+    """Online KD: the teacher's output for each (seed, epoch, index) view the student sees
+    (its top ``topk`` logits only, if given: compressed here unless they came compressed)."""
 
-    def __init__(self, targets: Tensor, view_logits: ViewLogits, tau: float, lam: float):
+    def __init__(self, targets: Tensor, view_logits: ViewLogits, tau: float, lam: float,
+                 topk: int | None = None):
         super().__init__(targets)
-        self.view_logits, self.tau, self.lam = view_logits, tau, lam
-        self.segment: dict[int, Tensor] = {}
+        self.view_logits, self.tau, self.lam, self.topk = view_logits, tau, lam, topk
+        self.segment: dict[int, Tensor | TopKLogits] = {}
 
     def begin_segment(self, seed, epochs, indices):
-        got = torch.as_tensor(self.view_logits(seed, epochs, indices),
-                              device=self.targets.device)
+        got = as_teacher_logits(self.view_logits(seed, epochs, indices), self.topk,
+                                self.targets.device)
         self.segment = {int(e): got[i] for i, e in enumerate(epochs)}
 
     def loss(self, logits, idx, pos, epoch, weights):
-        return distillation_loss(logits, self.targets[idx], self.segment[epoch][pos], self.tau,
-                                 self.lam, weights)
+        return distillation_loss(logits, self.targets[idx], teacher_rows(self.segment[epoch], pos),
+                                 self.tau, self.lam, weights)
 
 
 def stacked_losses(sources: list[LabelSource], logits: Tensor, idx: Tensor, pos: Tensor,
@@ -268,20 +275,29 @@ def _smooth(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     return SmoothLabels(inputs.targets, cfg.eps, cfg.smoothing)
 
 
-@register_label_source("soft", needs=("teacher",), uses=("tau", "lam"),
+class TeacherLabelArgs(Frozen):
+    """``soft``/``kd`` args: ``topk`` keeps each target's top-k teacher logits and spreads
+    the rest's mass evenly (FKD, Shen & Xing, ECCV 2022; :mod:`coretune.train.topk`)."""
+
+    topk: int | None = Field(None, ge=1)
+
+
+@register_label_source("soft", needs=("teacher",), uses=("tau", "lam"), args=TeacherLabelArgs,
                        paper="fixed teacher soft labels (soft-label paper Eq. 4-6)")
 def _soft(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     if inputs.teacher.fixed_logits is None:
         raise ValueError("label mode 'soft' needs the teacher's fixed logits")
-    return FixedTeacherLabels(inputs.targets, inputs.teacher.fixed_logits, cfg.tau, cfg.lam)
+    return FixedTeacherLabels(inputs.targets, inputs.teacher.fixed_logits, cfg.tau, cfg.lam,
+                              TeacherLabelArgs.model_validate(dict(cfg.args)).topk)
 
 
-@register_label_source("kd", needs=("teacher",), uses=("tau", "lam"),
+@register_label_source("kd", needs=("teacher",), uses=("tau", "lam"), args=TeacherLabelArgs,
                        paper="online distillation, Hinton et al. 2015 (soft-label paper Eq. 4-6)")
 def _kd(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     if inputs.teacher.view_logits is None:
         raise ValueError("label mode 'kd' needs the teacher's per-view logits")
-    return ViewTeacherLabels(inputs.targets, inputs.teacher.view_logits, cfg.tau, cfg.lam)
+    return ViewTeacherLabels(inputs.targets, inputs.teacher.view_logits, cfg.tau, cfg.lam,
+                             TeacherLabelArgs.model_validate(dict(cfg.args)).topk)
 
 
 class PseudoLabelArgs(EncoderSpec, KnnSpec, ClusteringSpec):

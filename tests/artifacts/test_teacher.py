@@ -51,3 +51,17 @@ def test_service_views_match_an_independent_forward_pass(teacher):
     assert svc.views_computed == 6 and svc.views_served == 8  # replayed views come from cache
     probs = svc.soft_labels(idx, tau=4.0)
     assert np.allclose(probs.sum(1), 1.0, atol=1e-6)
+
+
+def test_service_sends_top_k_views_when_asked(teacher):
+    """``topk`` (FKD) compresses before sending; without it the answer is unchanged."""
+    from coretune.train.topk import TopKLogits
+
+    ds, store, art, _ = teacher
+    svc = TeacherService(ds, store.uri, art.key)
+    idx, epochs = np.array([5, 17, 400]), np.array([0, 3])
+    dense = svc.view_logits(seed=2, epochs=epochs, indices=idx)
+    packed = svc.view_logits(seed=2, epochs=epochs, indices=idx, topk=3)
+    assert isinstance(packed, TopKLogits) and packed.shape == dense.shape
+    assert np.allclose(packed.values.float().numpy(), -np.sort(-dense, axis=-1)[..., :3])
+    assert packed.nbytes < dense.nbytes / 2
