@@ -68,7 +68,7 @@ class Workload:
 
 CPU_WORKLOADS = [
     Workload("digits MLP", "mlp", (1, 8, 8), 10, 14_370, 32, 1, False, 12),
-    Workload("Fashion-MNIST small CNN", "small_cnn", (1, 28, 28), 10, 60_000, 64, 2, True, 1),
+    Workload("Fashion-MNIST small CNN", "small_cnn", (1, 28, 28), 10, 12_000, 64, 2, True, 1),
     Workload("CIFAR-100 ResNet-18", "resnet18", (3, 32, 32), 100, 2_560, 128, 4, True, 1),
 ]
 GPU_WORKLOADS = [

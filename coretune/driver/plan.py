@@ -7,15 +7,18 @@ before Ray starts. ``coretune sweep --dry-run`` prints :func:`describe` of the p
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from coretune.artifacts.graph import Node, get_kind, need_nodes, node_for
 from coretune.artifacts.store import ArtifactStore
+from coretune.driver.teachers import plan_teachers
 from coretune.errors import PathError, SpecError
 from coretune.reports.results import ResultsStore
 from coretune.search_spaces.schema import SweepSpec, expand, load_spec
@@ -216,7 +219,8 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     todo = [p for p in planned if done.get(p.trial_id) != (p.selection.key, p.teacher_key)]
     store = ArtifactStore(cache)
     plan = Plan(spec, results, store, datasets, todo, len(planned) - len(todo),
-                groups=group_trials(todo, spec.students_per_trial), notes=notes)
+                groups=group_trials(todo, max(spec.students_per_trial, spec.fuse)),
+                notes=notes)
     nodes: dict[str, Node] = {}
     for p in todo:
         for root_node in (p.selection, *p.label_nodes.values()):
@@ -235,13 +239,35 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     return plan
 
 
+def packing(spec: SweepSpec, cpus: float | None = None, gpus: int | None = None) -> str:
+    """How students share Tune trials and devices: per trial, fused, per GPU and per node
+    (a node of ``cpus`` CPUs and ``gpus`` GPUs, by default this machine)."""
+    res = spec.resources
+    cpus = float(os.cpu_count() or 1) if cpus is None else cpus
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    per_trial = max(spec.students_per_trial, spec.fuse)
+    line = (f"packing: up to {per_trial} student(s) per Tune trial"
+            + (f", fused {spec.fuse} at a time" if spec.fuse > 1 else "")
+            + f"; {res.cpu:g} CPU and {res.gpu:g} GPU per Tune trial")
+    by_cpu = math.floor(cpus / res.cpu)
+    if res.gpu > 0:
+        per_gpu = math.floor(1 / res.gpu + 1e-9)
+        per_node = min(by_cpu, math.floor(gpus / res.gpu + 1e-9))
+        return line + (f"; {per_gpu} Tune trial(s) per GPU; {per_node} per node of "
+                       f"{cpus:g} CPUs and {gpus} GPU(s) (this machine)")
+    return line + f"; {by_cpu} Tune trial(s) per node of {cpus:g} CPUs (this machine)"
+
+
 def describe(plan: Plan) -> str:
     """What ``--dry-run`` prints: students, Tune trials, artifacts and which are cached."""
     total = len(plan.trials) + plan.skipped
     lines = [f"sweep {plan.spec.name}: {total} trials ({len(plan.trials)} to run, "
              f"{plan.skipped} already ok) in {len(plan.groups)} Tune trials",
              f"artifacts: {len(plan.nodes)} needed, {len(plan.cached)} cached, "
-             f"{len(plan.missing)} to build", *plan.notes]
+             f"{len(plan.missing)} to build", packing(plan.spec),
+             *(tp.describe() for tp in plan_teachers(
+                 plan.trials, plan.datasets, plan.spec.resources.teacher_placement).values()),
+             *plan.notes]
     for node in plan.nodes:
         mark = "cached" if node.key in plan.cached else "build"
         deps = ", ".join(f"{n}={d.key}" for n, d in node.deps)

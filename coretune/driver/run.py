@@ -34,13 +34,8 @@ from coretune.artifacts.graph import get_kind
 from coretune.artifacts.selection import load_selection
 from coretune.driver.build import build_artifacts, tune_storage
 from coretune.driver.plan import Plan, PlannedTrial, check_resources, check_shared, plan_sweep
-from coretune.driver.worker import (
-    NAMESPACE,
-    RunRefs,
-    TeacherActor,
-    coretune_trainable,
-    teacher_actor_name,
-)
+from coretune.driver.teachers import start_teachers, teacher_totals
+from coretune.driver.worker import NAMESPACE, RunRefs, TeacherActor, coretune_trainable
 from coretune.errors import ClusterError, UsageError
 from coretune.reports.results import ResultsStore
 from coretune.reports.rows import curve_rows, now, selection_rows, trial_row, versions
@@ -275,13 +270,13 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
     for key, student in teacher_keys.items():
         ray.get(run_refs.put.remote(key, [ray.put(plan.datasets[student.data_key]),
                                           ray.put(plan.store.load(key).array("train_logits"))]))
-        actors.append(TeacherActor.options(
-            name=teacher_actor_name(run_id, key), num_gpus=res.teacher_gpu,
-        ).remote(f"{run_id}:refs", plan.store.uri, key,
-                 "cuda" if res.teacher_gpu > 0 else "cpu", list(plan.spec.plugins)))
+    actors, teachers = start_teachers(plan, run_id, f"{run_id}:refs",
+                                      "cuda" if res.teacher_gpu > 0 else "cpu",
+                                      TeacherActor, NAMESPACE)
     ray.get([a.info.remote() for a in actors])
 
     groups = [{"group_id": f"g{i:05d}-{g[0].trial_id}", "metric": plan.spec.metric,
+               "fuse": plan.spec.fuse, "compile": plan.spec.compile, "teachers": teachers,
                "students": [{**s.payload(), "run_id": run_id} for s in g]}
               for i, g in enumerate(plan.groups)]
     trainable = tune.with_resources(
@@ -318,7 +313,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         tuner.fit()
     tune_seconds = time.perf_counter() - t0
 
-    teacher_service = {info["key"]: info for info in ray.get([a.info.remote() for a in actors])}
+    teacher_service = teacher_totals(ray.get([a.info.remote() for a in actors]), teachers)
     for a in [*actors, run_refs]:
         ray.kill(a)
     counts: dict[str, int] = {}

@@ -9,13 +9,16 @@ models and datasets exist in every process that may look them up.
 Per worker process (Tune reuses actors) each dataset is moved to the device once, and
 teacher logits and coresets are fetched once; every trial that worker runs shares them.
 A Tune trial trains one or more students, interleaved report by report, and reports
-every student's metrics at each report point.
+every student's metrics at each report point; with ``fuse: K`` in the spec, up to K of its
+students that differ only by seed are trained as one fused model
+(:mod:`coretune.train.fused`).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -26,11 +29,13 @@ from coretune.artifacts.graph import Node, build
 from coretune.artifacts.selection import consumer_view, load_selection
 from coretune.artifacts.store import ArtifactStore
 from coretune.artifacts.teacher import TeacherService
+from coretune.driver.teachers import per_node, replica_name
 from coretune.plugins import import_plugins
 from coretune.reports.rows import now
-from coretune.spec import TrialSpec
+from coretune.spec import TrialSpec, canonical_json
 from coretune.train.data import DeviceData, ImageDataset, to_device
 from coretune.train.evaluate import split_evaluators
+from coretune.train.fused import FusedStudent, step_plan, train_fused
 from coretune.train.labels import LabelConfig, LabelInputs, TeacherSignal, make_label_source
 from coretune.train.loop import RngState, init_model, train_steps
 
@@ -76,9 +81,6 @@ class TeacherActor(TeacherService):
         return self._logits_ref
 
 
-def teacher_actor_name(run_id: str, teacher_key: str) -> str:
-    """One actor per (sweep run, teacher): no other sweep finds or kills it."""
-    return f"{run_id}:{teacher_key}"
 
 
 def enter_worker(plugins: list[str] | tuple[str, ...] | None, threads: float | None = None
@@ -111,73 +113,183 @@ def build_node(store_uri: str, node: Node, dataset: ImageDataset, plugins: list[
     return art.key, built, time.perf_counter() - started
 
 
-def _teacher_signal(student: dict, trial: TrialSpec, device: str) -> TeacherSignal | None:
-    """The trial's teacher: fixed logits (fetched once per worker) and per-view logits."""
+def _teacher_signal(student: dict, trial: TrialSpec, device: str, teachers: dict,
+                    store: ArtifactStore, dataset: ImageDataset) -> TeacherSignal | None:
+    """The trial's teacher (:mod:`coretune.driver.teachers`): fixed logits, fetched once per
+    worker, and per-view logits from the service placed for it — this process's own, or
+    the replica on this node (or the single actor)."""
     key = student["label_keys"].get("teacher")
     if key is None:
         return None
-    actor = ray.get_actor(teacher_actor_name(student["run_id"], key), namespace=NAMESPACE)
+    aug, topk = trial.augment, trial.label_args.get("topk")  # FKD: top-k views travel
+    placed = teachers.get(key, {"placement": "single",
+                                "replicas": {"": replica_name(student["run_id"], key)}})
+    if placed["placement"] == "process":
+        fixed = _once(("teacher", key, device), lambda: torch.as_tensor(
+            store.load(key).array("train_logits"), device=device))
+
+        def view_logits(seed, epochs, idx):
+            service = _once(("teacher_service", key, device),
+                            lambda: TeacherService(dataset, store.uri, key, device))
+            return service.view_logits(seed, epochs, idx, aug, topk)
+
+        return TeacherSignal(fixed_logits=fixed, view_logits=view_logits)
+    name = per_node(placed["replicas"], ray.get_runtime_context().get_node_id())
+    actor = ray.get_actor(name, namespace=NAMESPACE)
 
     def fetch():
         ref = ray.get(actor.logits_ref.remote())[0]
         return torch.as_tensor(np.asarray(ray.get(ref)), device=device)
 
-    aug = trial.augment
     return TeacherSignal(fixed_logits=_once(("teacher", key, device), fetch),
                          view_logits=lambda seed, epochs, idx: ray.get(
-                             actor.view_logits.remote(seed, epochs, idx, aug)))
+                             actor.view_logits.remote(seed, epochs, idx, aug, topk)))
 
 
 class _Student:
-    """One student of a Tune trial: its generator of reports and its own timings."""
+    """One student of a Tune trial: its model, coreset and labels, its reports and timings.
+
+    Trained alone (:meth:`start`, then :meth:`advance`) or as a member of a
+    :class:`_FusedStudents` group, which calls :meth:`record` with its reports."""
 
     def __init__(self, student: dict, datasets: dict[str, ImageDataset], store: ArtifactStore,
-                 device: str):
+                 device: str, teachers: dict | None = None):
         trial = TrialSpec.model_validate(student["trial"])
         self.trial_id, self.trial = student["trial_id"], trial
-        data: DeviceData = _once(("data", student["data_key"], device),
-                                 lambda: to_device(datasets[student["data_key"]], device))
-        indices, weights = _once(("selection", student["selection_key"]), lambda: load_selection(
-            store.load(student["selection_key"]), int(data.train_y.numel())))
+        self.data: DeviceData = _once(("data", student["data_key"], device),
+                                      lambda: to_device(datasets[student["data_key"]], device))
+        data = self.data
+        self.indices, self.weights = _once(
+            ("selection", student["selection_key"]),
+            lambda: load_selection(store.load(student["selection_key"]),
+                                   int(data.train_y.numel())))
         artifacts = {need: _once(("artifact", key),
                                  lambda key=key, need=need: consumer_view(need, store.load(key)))
                      for need, key in student["label_keys"].items() if need != "teacher"}
-        labels = make_label_source(
+        self.labels = make_label_source(
             LabelConfig.of(trial),
-            LabelInputs(data.train_y, _teacher_signal(student, trial, device), artifacts))
-        dev = data.device
-        model = init_model(trial.arch, trial.arch_args, tuple(data.train_x.shape[1:]),
-                           data.num_classes, trial.seed, dev)
-        self.n_selected = int(len(indices))
+            LabelInputs(data.train_y, _teacher_signal(
+                student, trial, device, teachers or {}, store, datasets[student["data_key"]]),
+                artifacts))
+        self.device = data.device
+        self.model = init_model(trial.arch, trial.arch_args, tuple(data.train_x.shape[1:]),
+                                data.num_classes, trial.seed, self.device)
+        self.n_selected = int(len(self.indices))
         self.seconds = 0.0
         self.started_at = now().isoformat()
         self.last: dict = {}
-        self.device = dev
-        self.steps = train_steps(model, data, indices, labels, split_evaluators(data),
-                                 trial.budget, trial.optimizer, trial.seed, trial.augment,
-                                 weights, rng=RngState(trial.seed, dev))
         self.done = False
+        self.steps = None
 
-    def advance(self) -> dict:
-        """Train to the next report point (or keep the final report once done)."""
-        if self.done:
-            return self.last
-        started = time.perf_counter()
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        try:
-            metrics = next(self.steps)
-        except StopIteration:
-            self.done = True
-            return self.last
-        self.seconds += time.perf_counter() - started
-        peak = (torch.cuda.max_memory_allocated(self.device)
-                if self.device.type == "cuda" else None)
+    def fusion_key(self) -> tuple:
+        """Students with equal keys can be trained fused (the seed is not in it)."""
+        t = self.trial
+        recipe = [t.arch, t.arch_args, t.budget.key_dump(), t.optimizer.key_dump(),
+                  None if t.augment is None else t.augment.key_dump()]
+        return (canonical_json(recipe), id(self.data),
+                step_plan(self.n_selected, t.optimizer, t.budget))
+
+    def start(self, compile_mode: str | None = None) -> None:
+        """Begin training alone (compiled with ``compile_mode``, if given)."""
+        t = self.trial
+        model = self.model
+        if compile_mode is not None:
+            model = torch.compile(model, mode=None if compile_mode == "default" else
+                                  compile_mode)
+        self.steps = train_steps(model, self.data, self.indices, self.labels,
+                                 split_evaluators(self.data), t.budget, t.optimizer, t.seed,
+                                 t.augment, self.weights, rng=RngState(t.seed, self.device))
+
+    def record(self, metrics: dict, seconds: float, peak: int | None) -> dict:
+        self.seconds += seconds
         self.last = {**metrics, "n_selected": self.n_selected, "train_seconds": self.seconds,
                      "peak_memory_bytes": peak, "device": self.device.type,
                      "started_at": self.started_at, "finished_at": now().isoformat()}
         self.done = bool(metrics.get("final")) or metrics.get("diverged_at_step") is not None
         return self.last
+
+    def advance(self) -> dict[str, dict]:
+        """Train to the next report point (or keep the final report once done)."""
+        if self.done:
+            return {self.trial_id: self.last}
+        with _timed(self.device) as timing:
+            try:
+                metrics = next(self.steps)
+            except StopIteration:
+                self.done = True
+                return {self.trial_id: self.last}
+        self.record(metrics, timing.seconds, timing.peak)
+        return {self.trial_id: self.last}
+
+
+class _FusedStudents:
+    """Students of one fusion key trained as one model (:func:`train_fused`); each report
+    is recorded per student, with the group's seconds shared out among those still
+    training (so ``train_seconds`` sums to the group's time)."""
+
+    def __init__(self, members: list[_Student]):
+        self.members = members
+        first = members[0]
+        t = first.trial
+        self.steps = train_fused(
+            [FusedStudent(m.model, m.indices, m.labels, m.trial.seed, m.weights)
+             for m in members],
+            first.data, split_evaluators(first.data), t.budget, t.optimizer, t.augment)
+
+    @property
+    def done(self) -> bool:
+        return all(m.done for m in self.members)
+
+    def advance(self) -> dict[str, dict]:
+        if not self.done:
+            with _timed(self.members[0].device) as timing:
+                reports = next(self.steps, None)
+            training = [m for m in self.members if not m.done]
+            for m, metrics in zip(self.members, reports or [None] * len(self.members),
+                                  strict=True):
+                if metrics is not None:
+                    m.record(metrics, timing.seconds / len(training), timing.peak)
+                elif not m.done:
+                    m.done = True  # the generator ended: keep its last report
+        return {m.trial_id: m.last for m in self.members}
+
+
+class _Timing:
+    seconds: float = 0.0
+    peak: int | None = None
+
+
+@contextmanager
+def _timed(device: torch.device):
+    """Wall seconds of the block and, on CUDA, its peak allocated memory."""
+    timing = _Timing()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    yield timing
+    timing.seconds = time.perf_counter() - started
+    if device.type == "cuda":
+        timing.peak = torch.cuda.max_memory_allocated(device)
+
+
+def training_units(students: list[_Student], fuse: int, compile_mode: str | None = None
+                   ) -> list[_Student | _FusedStudents]:
+    """The students of a Tune trial as training units: chunks of up to ``fuse`` students of
+    one fusion key are fused; the rest (and everything when ``fuse`` is 1) train alone,
+    ``torch.compile``-d with ``compile_mode`` if one is given."""
+    by_key: dict[tuple, list[_Student]] = {}
+    for s in students:
+        by_key.setdefault(s.fusion_key() if fuse > 1 else (s.trial_id,), []).append(s)
+    units: list[_Student | _FusedStudents] = []
+    for members in by_key.values():
+        for i in range(0, len(members), fuse):
+            chunk = members[i:i + fuse]
+            if len(chunk) > 1:
+                units.append(_FusedStudents(chunk))
+            else:
+                chunk[0].start(compile_mode)
+                units.append(chunk[0])
+    return units
 
 
 def coretune_trainable(config: dict, datasets: dict[str, ImageDataset], store_uri: str,
@@ -190,12 +302,16 @@ def coretune_trainable(config: dict, datasets: dict[str, ImageDataset], store_ur
     group = config["group"]
     store = _once(("store", store_uri), lambda: ArtifactStore(store_uri))
     device = _device()
-    students = [_Student(s, datasets, store, device) for s in group["students"]]
+    students = [_Student(s, datasets, store, device, group.get("teachers"))
+                for s in group["students"]]
+    units = training_units(students, int(group.get("fuse", 1)), group.get("compile"))
     metric = group["metric"]
-    while not all(s.done for s in students):
-        reports = {s.trial_id: s.advance() for s in students}
+    while not all(u.done for u in units):
+        reports: dict[str, dict] = {}
+        for unit in units:
+            reports.update(unit.advance())
         values = [r[metric] for r in reports.values()
                   if r.get(metric) is not None and math.isfinite(r[metric])]
         tune.report({metric: float(np.mean(values)) if values else float("nan"),
-                     "students": reports, "all_done": all(s.done for s in students),
+                     "students": reports, "all_done": all(u.done for u in units),
                      "body_seconds": time.perf_counter() - body_started})

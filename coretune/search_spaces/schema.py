@@ -170,6 +170,9 @@ class ResourcesSpec(Frozen):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
     teacher_gpu: float = Field(0.0, ge=0)
+    #: where online-KD teachers run (coretune.driver.teachers): auto picks node replicas
+    #: when students share views, else the student's own process
+    teacher_placement: Literal["auto", "single", "node", "process"] = "auto"
 
 
 class SchedulerSpec(Frozen):
@@ -195,6 +198,12 @@ class SweepSpec(Frozen):
     dynamics: DynamicsSpec = DynamicsSpec()
     metric: str = "test_acc"
     students_per_trial: int = Field(1, ge=1)
+    #: train up to this many students that differ only by seed as one fused model
+    #: (coretune.train.fused); execution only, never in a key; groups hold at least this many
+    fuse: int = Field(1, ge=1)
+    #: torch.compile each student trained alone with this mode (fused students are not);
+    #: execution only, never in a key (bench/train_throughput.py measures what it buys)
+    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = None
     retries: int = Field(1, ge=0)  # a Tune trial that raises is re-run this many times
     resources: ResourcesSpec = ResourcesSpec()
     scheduler: SchedulerSpec = SchedulerSpec()

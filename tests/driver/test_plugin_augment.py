@@ -12,7 +12,9 @@ def test_a_plugin_augmentation_in_a_sweep_under_hard_and_kd(ray_session, write_s
                                                             tmp_path):
     spec = write_spec("plugin_augment", replace={
         "seeds: [0]": "seeds: [0]\nplugins: [tests.plugins.plugin_augment]\n"
-                      "augment: {pad: 1, ops: [{name: invert}]}",
+                      "augment: {pad: 1, ops: [{name: invert}]}\n"
+                      # the teacher as an actor (one kd student would get its own process's)
+                      "resources: {teacher_placement: single}",
         "ratios: [0.05, 0.2]": "ratios: [0.2]",
         "  - name: ccs\n    args: {score: aum, beta: 0.1}\n": "",
         "  - {mode: smooth, eps: 0.1, smoothing: paper}\n": "",

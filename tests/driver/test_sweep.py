@@ -123,6 +123,52 @@ def test_a_trial_with_three_students_writes_three_rows(swept, ray_session, tmp_p
     assert len(curves) == 9 and curves.groupby("trial_id").size().eq(3).all()
 
 
+def test_fused_students_write_the_rows_they_would_alone(swept, ray_session, tmp_path,
+                                                       write_spec):
+    _, root, _ = swept
+    edits = {"ratios: [0.05, 0.2]": "ratios: [0.2]",
+             "  - name: ccs\n    args: {score: aum, beta: 0.1}\n": "",
+             "  - {mode: smooth, eps: 0.1, smoothing: paper}\n": "",
+             "  - {mode: soft, tau: 4.0, lam: 1.0}\n": ""}
+    alone = write_spec("alone", replace={"seeds: [0]": "seeds: [0, 1, 2]\nstudents_per_trial: 3",
+                                         **edits}).rename(tmp_path / "reference.yaml")
+    fused = write_spec("alone", replace={"seeds: [0]": "seeds: [0, 1, 2]\nfuse: 3", **edits})
+    assert plan_sweep(fused, tmp_path / "dry", root / "cache").trials[0].trial_id == \
+        plan_sweep(alone, tmp_path / "dry", root / "cache").trials[0].trial_id  # not keyed
+    run_sweep(alone, tmp_path / "alone", cache=root / "cache")
+    summary = run_sweep(fused, tmp_path / "fused", cache=root / "cache")
+    a = _results(tmp_path / "alone").read("trials").sort_values("trial_id")
+    f = _results(tmp_path / "fused").read("trials").sort_values("trial_id")
+    assert summary.tune_trials == 2 and len(f) == 6 and list(f.columns) == list(a.columns)
+    assert (f["status"] == "ok").all() and f.groupby("label_mode").size().eq(3).all()
+    assert list(f["trial_id"]) == list(a["trial_id"])
+    # hard labels and online KD (each student its own teacher views), as if trained alone
+    assert np.allclose(f["test_nll"], a["test_nll"], rtol=1e-4)
+    assert f["test_acc"].tolist() == pytest.approx(a["test_acc"].tolist(), abs=1e-9)
+    curves = _results(tmp_path / "fused").read("curves")
+    assert curves.groupby("trial_id").size().eq(3).all() and len(curves) == 18
+
+
+def test_a_compiled_student_writes_the_row_it_would_uncompiled(swept, ray_session, tmp_path,
+                                                               write_spec):
+    _, root, _ = swept
+    spec = write_spec("tiny", replace={
+        "seeds: [0]": "seeds: [0]\ncompile: default",
+        "ratios: [0.05, 0.2]": "ratios: [0.05]",
+        "  - name: ccs\n    args: {score: aum, beta: 0.1}\n": "",
+        "  - {mode: smooth, eps: 0.1, smoothing: paper}\n": "",
+        "  - {mode: soft, tau: 4.0, lam: 1.0}\n": "",
+        "  - {mode: kd, tau: 4.0, lam: 0.9}\n": ""})
+    run_sweep(spec, tmp_path / "compiled", cache=root / "cache")
+    row = _results(tmp_path / "compiled").read("trials")
+    tiny = _results(root / "out").read("trials")
+    alone = tiny[(tiny["selector"] == "random") & (tiny["ratio"] == 0.05)
+                 & (tiny["label_mode"] == "hard")]
+    assert row["trial_id"].item() == alone["trial_id"].item()  # compile is not keyed
+    assert row["status"].item() == "ok"
+    assert row["test_nll"].item() == pytest.approx(alone["test_nll"].item(), rel=1e-4)
+
+
 def test_plugin_artifact_kind_and_label_source_in_a_sweep(swept, ray_session, tmp_path,
                                                           write_spec):
     _, root, _ = swept
