@@ -53,6 +53,7 @@ def test_every_trial_lands_ok_in_parquet(swept):
     assert 0.0 <= summary.ray_overhead_share < 1.0 and summary.artifacts_built == 6
     # kd: the teacher service computed each (seed, epoch, index) view once, shared by trials
     (service,) = summary.teacher_service.values()
+    assert service["placement"] == "node"  # 4 kd students replay seed 0's views: a replica
     assert 0 < service["views_computed"] <= service["views_served"]
 
 
@@ -149,6 +150,7 @@ def test_fused_students_write_the_rows_they_would_alone(swept, ray_session, tmp_
     assert curves.groupby("trial_id").size().eq(3).all() and len(curves) == 18
 
 
+@pytest.mark.slow  # torch.compile's first compilation: seconds of CPU
 def test_a_compiled_student_writes_the_row_it_would_uncompiled(swept, ray_session, tmp_path,
                                                                write_spec):
     _, root, _ = swept
