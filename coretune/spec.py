@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 KEY_DIGITS = 24
 #: marks a field that changes how a run executes, never what it computes (grouping,
@@ -74,13 +74,27 @@ class OptimizerSpec(Frozen):
 
 
 class BudgetSpec(Frozen):
-    """Training length: ``value`` passes over the training set (epochs) or optimiser steps."""
+    """Training length: ``value`` passes over the set trained on (``epochs``), optimiser
+    steps (``iterations``), training images seen (``images``) or multiples of the full
+    training split's size in images seen (``full_epochs``, may be fractional).
+
+    The last two align compute across arms (Hard Truths, Dey et al. 2026): any subset size
+    trains on the same number of images, its batch clamped to the subset and its step count
+    following (:func:`coretune.train.loop.plan_steps`)."""
 
     KEYED_ALWAYS = frozenset({'unit', 'value', 'max_reports'})
 
-    unit: Literal["epochs", "iterations"] = "epochs"
-    value: int = Field(30, ge=1)
+    unit: Literal["epochs", "iterations", "images", "full_epochs"] = "epochs"
+    value: int | float = Field(30, gt=0)
     max_reports: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _whole_unless_full_epochs(self) -> BudgetSpec:
+        if self.unit != "full_epochs" and (isinstance(self.value, float)
+                                           or self.value < 1):
+            raise ValueError(f"value must be a whole number >= 1 for unit {self.unit!r} "
+                             f"(only full_epochs may be fractional), got {self.value!r}")
+        return self
 
 
 class AugmentOpSpec(Frozen):

@@ -67,7 +67,7 @@ def aligned_recipe(recipe: DynamicsSpec, n: int, ratio: float
     """(the full-data proxy recipe, the images a student sees, its coreset size): ``recipe``
     with the student's number of steps (as iterations) and its effective batch size."""
     n_sel = budget_for(n, ratio)
-    bs, spe, total, _ = plan_steps(n_sel, recipe.optimizer, recipe.budget)
+    bs, spe, total, _ = plan_steps(n_sel, recipe.optimizer, recipe.budget, n)
     images = int(images_per_step(n_sel, bs, spe, total)[-1])
     proxy = recipe.model_copy(update={
         "optimizer": recipe.optimizer.model_copy(update={"batch_size": bs}),

@@ -22,11 +22,12 @@ from coretune.driver.teachers import plan_teachers
 from coretune.errors import PathError, SpecError
 from coretune.reports.results import ResultsStore
 from coretune.search_spaces.schema import SweepSpec, expand, load_spec
-from coretune.selectors import get_selector
+from coretune.selectors import budget_for, get_selector
 from coretune.spec import DataSpec, TrialSpec, canonical_json
 from coretune.storage import Location
 from coretune.train.data import DatasetMissingError, ImageDataset, dataset_info, load_dataset
 from coretune.train.labels import get_label_source
+from coretune.train.loop import images_seen, plan_steps
 
 CACHE_ENV = "CORETUNE_CACHE"
 
@@ -258,6 +259,29 @@ def packing(spec: SweepSpec, cpus: float | None = None, gpus: int | None = None)
     return line + f"; {by_cpu} Tune trial(s) per node of {cpus:g} CPUs (this machine)"
 
 
+def compute_arms(plan: Plan) -> list[str]:
+    """For budgets in images or full-data epochs: each arm's batch, steps, epochs of its
+    own set and images seen (equal across arms up to one batch: Hard Truths' alignment)."""
+    lines, seen = [], set()
+    for t in plan.trials:
+        budget = t.spec.budget
+        if budget.unit not in ("images", "full_epochs"):
+            continue
+        size = len(plan.datasets[t.data_key].train_y)
+        arm = (t.data_key, t.spec.ratio, canonical_json(budget.key_dump()),
+               t.spec.optimizer.batch_size)
+        if arm in seen or size == 0:
+            continue
+        seen.add(arm)
+        n = budget_for(size, t.spec.ratio)
+        bs, spe, total, _ = plan_steps(n, t.spec.optimizer, budget, size)
+        images = images_seen(n, bs, spe, total)
+        lines.append(f"arm {t.spec.dataset.name} ratio {t.spec.ratio:g} (n = {n:,}), "
+                     f"{budget.value:g} {budget.unit}: batch {bs}, {total:,} steps, "
+                     f"{total / spe:.2f} epochs of its set, {images:,} images seen")
+    return lines
+
+
 def describe(plan: Plan) -> str:
     """What ``--dry-run`` prints: students, Tune trials, artifacts and which are cached."""
     total = len(plan.trials) + plan.skipped
@@ -267,7 +291,7 @@ def describe(plan: Plan) -> str:
              f"{len(plan.missing)} to build", packing(plan.spec),
              *(tp.describe() for tp in plan_teachers(
                  plan.trials, plan.datasets, plan.spec.resources.teacher_placement).values()),
-             *plan.notes]
+             *compute_arms(plan), *plan.notes]
     for node in plan.nodes:
         mark = "cached" if node.key in plan.cached else "build"
         deps = ", ".join(f"{n}={d.key}" for n, d in node.deps)

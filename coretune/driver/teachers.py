@@ -89,7 +89,8 @@ def plan_teachers(students: Iterable, datasets: dict, choice: str = "auto"
         ds = datasets[users[0].data_key]
         for s in kd:
             n = budget_for(max(1, len(ds.train_y)), s.spec.ratio)
-            bs, _, total, _ = plan_steps(n, s.spec.optimizer, s.spec.budget)
+            bs, _, total, _ = plan_steps(n, s.spec.optimizer, s.spec.budget,
+                                         len(ds.train_y))
             views += total * bs
             batches.append(bs)
         recipe = users[0].spec.teacher

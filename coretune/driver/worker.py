@@ -187,7 +187,8 @@ class _Student:
         recipe = [t.arch, t.arch_args, t.budget.key_dump(), t.optimizer.key_dump(),
                   None if t.augment is None else t.augment.key_dump()]
         return (canonical_json(recipe), id(self.data),
-                step_plan(self.n_selected, t.optimizer, t.budget))
+                step_plan(self.n_selected, t.optimizer, t.budget,
+                          int(self.data.train_y.numel())))
 
     def start(self, compile_mode: str | None = None) -> None:
         """Begin training alone (compiled with ``compile_mode``, if given)."""

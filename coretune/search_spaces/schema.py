@@ -175,6 +175,34 @@ class ResourcesSpec(Frozen):
     teacher_placement: Literal["auto", "single", "node", "process"] = "auto"
 
 
+class BudgetAxisSpec(Frozen):
+    """The sweep's budget: a :class:`~coretune.spec.BudgetSpec` whose ``value`` may be a
+    list, making compute a sweep axis (Hard Truths' scaling study: ``unit: full_epochs``,
+    ``value: [2, 5, 10, 20, 50]``)."""
+
+    unit: Literal["epochs", "iterations", "images", "full_epochs"] = "epochs"
+    value: int | float | list[int | float] = 30
+    max_reports: int = Field(20, ge=1)
+
+    @field_validator("value")
+    @classmethod
+    def _values(cls, v: Any, info: ValidationInfo) -> Any:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ValueError("value must hold at least one budget")
+        if len(set(values)) != len(values):
+            raise ValueError(f"value lists a budget twice: {v!r}")
+        for value in values:  # each as a trial's budget would be checked
+            BudgetSpec(unit=info.data.get("unit", "epochs"), value=value)
+        return v
+
+    def expand(self) -> list[BudgetSpec]:
+        """One trial budget per listed value."""
+        values = self.value if isinstance(self.value, list) else [self.value]
+        return [BudgetSpec(unit=self.unit, value=v, max_reports=self.max_reports)
+                for v in values]
+
+
 class SchedulerSpec(Frozen):
     name: Literal["fifo", "asha"] = "fifo"
     grace_period: int = Field(1, ge=1)
@@ -191,7 +219,7 @@ class SweepSpec(Frozen):
     ratios: list[float] = Field(min_length=1)
     label_modes: list[LabelModeSpec] = Field(min_length=1)
     seeds: list[Seed] = Field([0], min_length=1)
-    budget: BudgetSpec = BudgetSpec()
+    budget: BudgetAxisSpec = BudgetAxisSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     augment: AugmentSpec | None = None
     teacher: RecipeSpec = RecipeSpec()
@@ -372,9 +400,9 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
     from coretune.train.data import dataset_info
 
     trials, seen = [], set()
-    for data, arch, sel, ratio, lm, seed in itertools.product(
-            spec.datasets, spec.archs, spec.selectors, spec.ratios, spec.label_modes,
-            spec.seeds):
+    for data, arch, sel, ratio, budget, lm, seed in itertools.product(
+            spec.datasets, spec.archs, spec.selectors, spec.ratios, spec.budget.expand(),
+            spec.label_modes, spec.seeds):
         default_aug = dataset_info(data.name).augment_for(data)
 
         def resolve(a: AugmentSpec | None, default: AugmentSpec = default_aug) -> AugmentSpec:
@@ -385,7 +413,7 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
                 sweep=spec.name, dataset=data, arch=arch.name, arch_args=arch.args,
                 selector=sel.name, selector_args=args, selector_proxy=sel.proxy,
                 ratio=float(ratio), seed=int(seed),
-                **labels, budget=spec.budget, optimizer=spec.optimizer,
+                **labels, budget=budget, optimizer=spec.optimizer,
                 augment=resolve(spec.augment),
                 teacher=spec.teacher.model_copy(update={"augment": resolve(spec.teacher.augment)}),
                 dynamics=spec.dynamics.model_copy(

@@ -57,10 +57,11 @@ class FusedStudent:
     weights: np.ndarray | None = None
 
 
-def step_plan(n_selected: int, optimizer: OptimizerSpec, budget: BudgetSpec) -> tuple:
+def step_plan(n_selected: int, optimizer: OptimizerSpec, budget: BudgetSpec,
+              dataset_size: int | None = None) -> tuple:
     """What must be equal for students to fuse: batch size, steps per epoch, total steps
     and report epochs (:func:`~coretune.train.loop.plan_steps` of the coreset size)."""
-    bs, spe, total, reports = plan_steps(n_selected, optimizer, budget)
+    bs, spe, total, reports = plan_steps(n_selected, optimizer, budget, dataset_size)
     return bs, spe, total, tuple(reports)
 
 
@@ -114,7 +115,8 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
     """Train ``students`` together; yield, at each report, one metrics dict per student
     (``None`` for a student that stopped at an earlier report), with the same fields as
     :func:`~coretune.train.loop.train_steps`'s reports."""
-    plans = {step_plan(len(s.indices), optimizer, budget) for s in students}
+    plans = {step_plan(len(s.indices), optimizer, budget, int(data.train_y.numel()))
+             for s in students}
     if len(plans) != 1:
         raise ValueError(f"fused students need one step plan, got {sorted(plans)}")
     bs, spe, total, report_epochs = plans.pop()

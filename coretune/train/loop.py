@@ -96,20 +96,45 @@ def init_model(arch: str, args: dict, input_shape: tuple[int, int, int], num_cla
         return build_model(arch, tuple(input_shape), num_classes, args).to(dev)
 
 
-def plan_steps(n: int, optim: OptimizerSpec, budget: BudgetSpec
-               ) -> tuple[int, int, int, list[int]]:
-    """(batch size, steps per epoch, total steps, epochs after which to report).
+def budget_images(budget: BudgetSpec, dataset_size: int) -> int | None:
+    """The training images ``budget`` asks for (``images``, ``full_epochs`` × the full
+    split's size), or None for a budget in epochs or iterations of the set trained on."""
+    if budget.unit == "images":
+        return int(budget.value)
+    if budget.unit == "full_epochs":
+        return max(1, round(budget.value * dataset_size))
+    return None
+
+
+def plan_steps(n: int, optim: OptimizerSpec, budget: BudgetSpec,
+               dataset_size: int | None = None) -> tuple[int, int, int, list[int]]:
+    """(batch size, steps per epoch, total steps, epochs after which to report) of training
+    on ``n`` samples of a training split of ``dataset_size`` (default ``n``).
 
     An epoch's last batch never holds a single sample (BatchNorm cannot train on one):
-    when ``n % batch_size == 1`` that sample joins the batch before it."""
+    when ``n % batch_size == 1`` that sample joins the batch before it. A budget in images
+    (or full-data epochs) becomes the fewest steps whose batches hold that many images:
+    whole epochs of ``n``, then full batches of the next (within one batch of the target)."""
     bs = max(1, min(optim.batch_size, n))
     spe = math.ceil(n / bs) - (1 if n > 1 and n % bs == 1 else 0)
-    total = budget.value * spe if budget.unit == "epochs" else budget.value
+    images = budget_images(budget, n if dataset_size is None else dataset_size)
+    if images is not None:
+        epochs, rest = divmod(images, n)
+        total = max(1, epochs * spe + min(spe, math.ceil(rest / bs)))
+    else:
+        total = int(budget.value) * spe if budget.unit == "epochs" else int(budget.value)
     n_epochs = math.ceil(total / spe)
     n_reports = max(1, min(n_epochs, budget.max_reports))
     report_epochs = sorted({int(round(e)) for e in np.linspace(n_epochs / n_reports, n_epochs,
                                                                 n_reports)})
     return bs, spe, total, report_epochs
+
+
+def images_seen(n: int, batch_size: int, steps_per_epoch: int, steps: int) -> int:
+    """Images a run of ``steps`` steps over ``n`` samples sees (whole epochs of ``n``, then
+    the next epoch's first batches, which are full: only an epoch's last batch is short)."""
+    epochs, rest = divmod(steps, steps_per_epoch)
+    return epochs * n + rest * batch_size
 
 
 def make_optimizer(model: nn.Module | Sequence[torch.Tensor], cfg: OptimizerSpec,
@@ -179,7 +204,8 @@ def train_steps(
     n = sel.numel()
     w_all = None if weights is None else torch.tensor(np.asarray(weights), dtype=torch.float32,
                                                        device=dev)
-    bs, spe, total, report_epochs = plan_steps(n, optimizer, budget)
+    bs, spe, total, report_epochs = plan_steps(n, optimizer, budget,
+                                               int(data.train_y.numel()))
     labels.bind(sel, seed)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -264,6 +290,7 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, labels: Label
     return result
 
 
-__all__ = ["Hooks", "RngState", "TrainResult", "autocast", "epoch_seed", "init_model",
+__all__ = ["Hooks", "RngState", "TrainResult", "autocast", "budget_images", "epoch_seed",
+           "images_seen", "init_model",
            "make_optimizer",
            "plan_steps", "predict_logits", "train", "train_steps"]
