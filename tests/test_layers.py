@@ -154,3 +154,9 @@ def test_the_module_walker_sees_deferred_cycles():
             "coretune.x.b": (ROOT / "x" / "b.py",
                              "def f():\n    from coretune.x import a\n    return a\n")}
     assert find_cycle(module_edges(fake)) == ["coretune.x.a", "coretune.x.b", "coretune.x.a"]
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these modules: {long}"

@@ -20,11 +20,11 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from coretune.errors import SpecError
 from coretune.plugins import import_plugins
 from coretune.search_spaces.files import apply_overrides, read_with_includes, resolve_spec_path
+from coretune.search_spaces.settings import BudgetAxisSpec, ResourcesSpec, SchedulerSpec
 from coretune.selectors import SELECTORS, get_selector
 from coretune.selectors.base import proxy_recipe
 from coretune.spec import (
     AugmentSpec,
-    BudgetSpec,
     DataSpec,
     DynamicsSpec,
     Frozen,
@@ -162,51 +162,6 @@ class LabelModeSpec(Frozen):
         return [{"label_mode": self.mode, "tau": t, "lam": lam, "eps": e,
                  "smoothing": smoothing, "label_args": self.args}
                 for t, lam, e in itertools.product(grid["tau"], grid["lam"], grid["eps"])]
-
-
-class ResourcesSpec(Frozen):
-    """Per trial (fractional GPUs pack trials), and for the teacher service actor."""
-
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
-    teacher_gpu: float = Field(0.0, ge=0)
-    #: where online-KD teachers run (coretune.driver.teachers): auto picks node replicas
-    #: when students share views, else the student's own process
-    teacher_placement: Literal["auto", "single", "node", "process"] = "auto"
-
-
-class BudgetAxisSpec(Frozen):
-    """The sweep's budget: a :class:`~coretune.spec.BudgetSpec` whose ``value`` may be a
-    list, making compute a sweep axis (Hard Truths' scaling study: ``unit: full_epochs``,
-    ``value: [2, 5, 10, 20, 50]``)."""
-
-    unit: Literal["epochs", "iterations", "images", "full_epochs"] = "epochs"
-    value: int | float | list[int | float] = 30
-    max_reports: int = Field(20, ge=1)
-
-    @field_validator("value")
-    @classmethod
-    def _values(cls, v: Any, info: ValidationInfo) -> Any:
-        values = v if isinstance(v, list) else [v]
-        if not values:
-            raise ValueError("value must hold at least one budget")
-        if len(set(values)) != len(values):
-            raise ValueError(f"value lists a budget twice: {v!r}")
-        for value in values:  # each as a trial's budget would be checked
-            BudgetSpec(unit=info.data.get("unit", "epochs"), value=value)
-        return v
-
-    def expand(self) -> list[BudgetSpec]:
-        """One trial budget per listed value."""
-        values = self.value if isinstance(self.value, list) else [self.value]
-        return [BudgetSpec(unit=self.unit, value=v, max_reports=self.max_reports)
-                for v in values]
-
-
-class SchedulerSpec(Frozen):
-    name: Literal["fifo", "asha"] = "fifo"
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1)
 
 
 class SweepSpec(Frozen):
