@@ -22,7 +22,10 @@ from coretune.reports.paper import PAPER_METHOD, PAPER_SHORT, paper_reference
 
 MODE_ORDER = ("hard", "smooth", "soft", "kd")
 #: settings that tell apart rows of one (selector, label_mode) when a sweep varies them
-CONFIG_COLUMNS = ("selector_args", "arch_args", "tau", "lam", "eps", "beta", "budget")
+CONFIG_COLUMNS = ("selector_args", "arch_args", "tau", "lam", "eps", "beta", "budget",
+                  "label_args")
+#: JSON columns of arguments, read as {} where a row has none (older parts lack label_args)
+_ARGS_COLUMNS = {"selector_args": "", "arch_args": "arch", "label_args": "labels"}
 RATIO_TOL = 1e-9
 
 
@@ -116,6 +119,7 @@ def _configs(group: pd.DataFrame) -> pd.Series:
     """Per row, the settings that differ between trials of one (selector, label_mode, ratio)
     (i.e. that the sweep varies besides the seed); "" when there are none."""
     out = pd.Series("", index=group.index, dtype=object)
+    group = group.assign(**{c: group[c].fillna("{}") for c in _ARGS_COLUMNS if c in group})
     for _, sub in group.groupby(["selector", "label_mode"], sort=False):
         cols = [c for c in CONFIG_COLUMNS if c in sub
                 and (sub[c].astype(str).groupby(sub["_ratio"]).nunique() > 1).any()]
@@ -126,10 +130,11 @@ def _configs(group: pd.DataFrame) -> pd.Series:
 
 def _setting(column: str, value: object) -> str:
     """``k=v`` text of one varied setting; selector and arch args are unpacked from JSON."""
-    if column in ("selector_args", "arch_args"):
+    if column in _ARGS_COLUMNS:
         args = json.loads(str(value)) if isinstance(value, str) and value else {}
         text = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(args.items())) or "default"
-        return text if column == "selector_args" else f"arch({text})"
+        prefix = _ARGS_COLUMNS[column]
+        return f"{prefix}({text})" if prefix else text
     return f"{column}={value}"
 
 

@@ -47,6 +47,7 @@ TRIALS = _schema(
     ("data_fingerprint", _STR, True), ("selection_key", _STR, True), ("group_id", _STR, True),
     ("arch_args", _STR, True), ("trial_spec", _STR, True), ("diverged_at_step", _I64, True),
     ("retries", _I64, True),
+    ("label_args", _STR, True),  # added with top-k soft labels; null in older parts: {}
 )
 
 CURVES = _schema(

@@ -24,7 +24,7 @@ def make_trial_row(**overrides: Any) -> dict[str, Any]:
         "train_seconds": 12.0, "peak_memory_bytes": 1 << 30, "device": "cpu",
         "coretune_version": "0.1.0", "git_sha": None, "torch_version": "2.0",
         "ray_version": "2.0", "started_at": STARTED, "finished_at": FINISHED,
-        "arch_args": "{}",
+        "arch_args": "{}", "label_args": "{}",
     }
     unknown = set(overrides) - set(row)
     assert not unknown, f"typo in test overrides: {unknown}"

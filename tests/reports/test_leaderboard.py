@@ -167,3 +167,14 @@ def test_varied_arch_args_are_told_apart() -> None:
     (board,) = leaderboard_tables(_frame(rows))
     configs = sorted(r.config for r in board.rows)
     assert configs == ['arch(batchnorm=false)', 'arch(default)']
+
+
+def test_label_args_split_rows_and_older_parts_read_as_none() -> None:
+    # full soft labels written before label_args existed (null) and top-3 soft labels
+    rows = [make_trial_row(trial_id=f"t{i}", seed=i % 2, label_mode="soft", label_args=args,
+                           test_acc=acc)
+            for i, (args, acc) in enumerate([(None, 0.5), ("{}", 0.7),
+                                             ('{"topk": 3}', 0.6), ('{"topk": 3}', 0.8)])]
+    (board,) = leaderboard_tables(_frame(rows))
+    assert sorted(r.config for r in board.rows) == ["labels(default)", "labels(topk=3)"]
+    assert board.cell("random", "soft", 0.1, "labels(default)").mean == pytest.approx(60.0)  # type: ignore[union-attr]
