@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from coretune.train.data import (
     env_root,
     register_dataset,
 )
+from coretune.train.safe_load import load_array_pickle, load_torch_arrays
 
 CIFAR = {"cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)],
                      ["test_batch"], b"labels", 10),
@@ -47,8 +47,10 @@ def read_cifar(name: str, root: Path, dataset: str | None = None) -> tuple[np.nd
         for f in files:
             if not (base / f).exists():
                 raise _missing(dataset, root, f"{folder}/{f}")
-            with open(base / f, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")  # noqa: S301 - the dataset's format
+            batch = load_array_pickle(base / f)  # arrays only: no code runs from the file
+            if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
+                raise DataError(f"{base / f}: not a CIFAR batch (a dict with b'data' and "
+                                f"{key!r})")
             xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(batch[key], dtype=np.int64))
         return np.concatenate(xs), np.concatenate(ys)
@@ -79,14 +81,14 @@ for _name in CIFAR:
 @register_dataset("cifar100n", env_root("cifar100n"), 100, CIFAR_AUGMENT)
 def load_cifar100n(root: Path | None, download: bool, spec: DataSpec) -> Splits:
     """CIFAR-100 with CIFAR-N's human noisy training labels (the test split stays clean)."""
-    import torch
-
     root = dataset_root("cifar100n", root)
     trx, try_, tex, tey = read_cifar("cifar100", root, "cifar100n")
     label_file = root / "CIFAR-100_human.pt"
     if not label_file.exists():
         raise _missing("cifar100n", root, "CIFAR-100_human.pt (CIFAR-N's label file)")
-    labels = torch.load(label_file, map_location="cpu", weights_only=False)
+    labels = load_torch_arrays(label_file)  # tensors and arrays only: no code runs
+    if not isinstance(labels, dict) or "noisy_label" not in labels:
+        raise DataError(f"dataset 'cifar100n': {label_file} holds no 'noisy_label'")
     noisy = np.asarray(labels["noisy_label"], dtype=np.int64)
     clean = np.asarray(labels.get("clean_label", try_), dtype=np.int64)
     if noisy.shape != try_.shape or not np.array_equal(clean, try_):
