@@ -91,9 +91,8 @@ class Leaderboard:
             trials += f", {self.n_stopped} stopped early"
         if self.n_excluded:
             trials += f", {self.n_excluded} excluded (error or no accuracy)"
-        seeds = ", ".join(str(s) for s in self.seeds)
         return (f"dataset {self.dataset} · arch {self.arch} · teacher test acc {teacher} · "
-                f"{trials} · seeds {seeds}")
+                f"{trials} · seeds {seed_ranges(self.seeds)}")
 
     def cell(self, selector: str, label_mode: str, ratio: float,
              config: str = "") -> Cell | None:
@@ -104,6 +103,19 @@ class Leaderboard:
 
     def is_second(self, row: RowKey, ratio: float) -> bool:
         return row in self.second.get(_ratio_key(ratio), [])
+
+
+def seed_ranges(seeds: list[int]) -> str:
+    """Seeds as runs of consecutive numbers: ``0–99``, ``0, 1, 2``, ``0–4, 7, 9–11``
+    (three or more consecutive seeds are a range), so a caption stays one line at scale."""
+    runs: list[list[int]] = []
+    for seed in sorted(set(seeds)):
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r))
+                     for r in runs)
 
 
 def _ratio_key(ratio: float) -> float:
@@ -294,11 +306,12 @@ def render_markdown(boards: list[Leaderboard]) -> str:
 
 def _rich_table(board: Leaderboard, with_paper: bool) -> Table:
     title = board.title + (": ours vs. the papers" if with_paper else "")
+    # cells fold onto a second line rather than lose digits to an ellipsis
     table = Table(title=title, caption=board.header(), title_justify="left")
-    table.add_column("selector")
-    table.add_column("label mode")
+    table.add_column("selector", overflow="fold")
+    table.add_column("label mode", overflow="fold")
     for ratio in board.ratios:
-        table.add_column(ratio_label(ratio), justify="right")
+        table.add_column(ratio_label(ratio), justify="right", overflow="fold")
     for row in board.rows:
         cells = []
         for ratio in board.ratios:

@@ -107,7 +107,7 @@ def test_teacher_accuracy_and_header(boards: list[Leaderboard]) -> None:
     md = render_markdown(boards)
     header = _line(md, "dataset cifar100")
     for part in ("arch resnet18", "teacher test acc 77.41%", "24 trials", "1 stopped early",
-                 "2 excluded", "seeds 0, 1, 2"):
+                 "2 excluded", "seeds 0–2"):
         assert part in header
 
 
@@ -178,3 +178,19 @@ def test_label_args_split_rows_and_older_parts_read_as_none() -> None:
     (board,) = leaderboard_tables(_frame(rows))
     assert sorted(r.config for r in board.rows) == ["labels(default)", "labels(topk=3)"]
     assert board.cell("random", "soft", 0.1, "labels(default)").mean == pytest.approx(60.0)  # type: ignore[union-attr]
+
+
+def test_seed_lists_are_ranges() -> None:
+    from coretune.reports.leaderboard import seed_ranges
+    assert seed_ranges(list(range(100))) == "0–99"
+    assert seed_ranges([0, 1, 2]) == "0–2" and seed_ranges([0, 1]) == "0, 1"
+    assert seed_ranges([11, 0, 1, 2, 3, 4, 7, 9, 10]) == "0–4, 7, 9–11"
+
+
+def test_a_narrow_terminal_folds_cells_and_never_truncates_them() -> None:
+    rows = [make_trial_row(trial_id=f"{r}-{s}", ratio=r, seed=s, test_acc=0.1671 + 0.04 * s)
+            for r in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3) for s in range(100)]
+    buf = io.StringIO()
+    render_rich(leaderboard_tables(_frame(rows)), Console(file=buf, width=60))
+    text = buf.getvalue()
+    assert "…" not in text and "seeds 0–99" in text.replace("\n", "")
