@@ -39,7 +39,7 @@ from coretune.selectors.compute_aware import CheckpointScores, default_points
 from coretune.spec import BudgetSpec, DynamicsSpec, TrialSpec
 from coretune.train.data import DeviceData, ImageDataset, to_device
 from coretune.train.evaluate import predict_logits
-from coretune.train.loop import Hooks, plan_steps
+from coretune.train.loop import Hooks, images_seen, plan_steps
 
 
 def checkpoint_params(trial: TrialSpec) -> Mapping[str, Any] | None:
@@ -68,7 +68,7 @@ def aligned_recipe(recipe: DynamicsSpec, n: int, ratio: float
     with the student's number of steps (as iterations) and its effective batch size."""
     n_sel = budget_for(n, ratio)
     bs, spe, total, _ = plan_steps(n_sel, recipe.optimizer, recipe.budget, n)
-    images = int(images_per_step(n_sel, bs, spe, total)[-1])
+    images = images_seen(n_sel, bs, spe, total)
     proxy = recipe.model_copy(update={
         "optimizer": recipe.optimizer.model_copy(update={"batch_size": bs}),
         "budget": BudgetSpec(unit="iterations", value=total,

@@ -72,9 +72,10 @@ def forward_flops(arch: str, arch_args: dict, input_shape: tuple[int, int, int],
     return float(counter.get_total_flops())
 
 
-def plan_teachers(students: Iterable, datasets: dict, choice: str = "auto"
-                  ) -> dict[str, TeacherPlan]:
-    """The placement of each teacher the ``students`` (planned trials) use."""
+def plan_teachers(students: Iterable, datasets: dict, choice: str = "auto",
+                  count_flops: bool = True) -> dict[str, TeacherPlan]:
+    """The placement of each teacher the ``students`` (planned trials) use; the FLOP
+    counts (a meta-device pass per teacher) only for the printed cost model."""
     by_teacher: dict[str, list] = {}
     for s in students:
         if s.teacher_key:
@@ -95,7 +96,7 @@ def plan_teachers(students: Iterable, datasets: dict, choice: str = "auto"
             batches.append(bs)
         recipe = users[0].spec.teacher
         flops = forward_flops(recipe.arch, recipe.arch_args, ds.input_shape, ds.num_classes) \
-            if kd and len(ds.train_y) else 0.0
+            if count_flops and kd and len(ds.train_y) else 0.0
         placement = choice if choice != "auto" else ("node" if largest > 1 else "process")
         out[key] = TeacherPlan(key, placement, len(users), len(kd), views, largest, flops,
                                flops * (sum(batches) / len(batches) if batches else 0.0))
@@ -122,7 +123,7 @@ def start_teachers(plan, run_id: str, refs_actor: str, device: str, actor_cls,
 
     res = plan.spec.resources
     placed = plan_teachers((s for g in plan.groups for s in g), plan.datasets,
-                           res.teacher_placement)
+                           res.teacher_placement, count_flops=False)
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
     actors, services = [], {}
     for key, tp in placed.items():
