@@ -1,5 +1,8 @@
 """The ``coretune`` command: ``sweep`` runs a search space, ``report`` prints its leaderboard.
 
+``scores export`` writes per-example scores; ``data fake`` writes stand-in data of a
+dataset's real format (a rehearsal aid, never a benchmark).
+
 Exit codes: 0 done; 2 the user's input was refused (a :class:`~coretune.errors.CoretuneError`:
 one line naming the field and value); 1 a bug in coretune or a plugin, or a Ray failure
 (one line with the exception's type and where it was raised; ``--debug`` prints the
@@ -73,6 +76,17 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--cache", default=None, help="artifact store (as for sweep)")
     ex.add_argument("--data-root", default=None, help="dataset root")
     ex.add_argument("--format", default="parquet", choices=["parquet", "csv"])
+    da = sub.add_parser("data", help="dataset files")
+    fk = da.add_subparsers(dest="data_command", required=True).add_parser(
+        "fake", help="write stand-in data of a dataset's real on-disk format, with learnable "
+        "classes: a rehearsal aid for the loaders and a sweep, never a benchmark")
+    fk.add_argument("name", metavar="NAME", help="a dataset read from files (cifar10, "
+                    "cifar100, cifar100n, fashion_mnist, stl10, tiny_imagenet, imagenet1k)")
+    fk.add_argument("--root", required=True, help="the dataset's root, as --data-root takes "
+                    "it (what an earlier fake wrote there is replaced; real data is refused)")
+    fk.add_argument("--per-class", type=int, default=None, help="training images per class "
+                    "(default: the dataset's, small; the test split keeps the default ratio)")
+    fk.add_argument("--seed", type=int, default=0, help="the same seed writes the same bytes")
     return p
 
 
@@ -135,6 +149,14 @@ def _scores(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace, console: Console) -> int:
+    from coretune.train.datasets.fake import write_fake
+
+    written = write_fake(args.name, args.root, args.per_class, seed=args.seed)
+    console.print(written.summary(), markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # a pipe or log file gets rich's 80-column default; leaderboards read better wider
@@ -145,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args, console)
         if args.command == "scores":
             return _scores(args, console)
+        if args.command == "data":
+            return _data(args, console)
         from coretune.reports.report import write_report
 
         extra = {}

@@ -250,22 +250,12 @@ MODES = ("hard", "smooth", "soft", "kd")
 
 
 def test_keys_do_not_depend_on_where_the_data_lives(tmp_path, write_spec):
-    import gzip
     import shutil
-    import struct
 
-    def idx(path, arr):
-        header = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I",
-                                                                       *arr.shape)
-        path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+    from coretune.train.datasets.fake import write_fake, write_idx
 
-    rng = np.random.default_rng(0)
     first = tmp_path / "a" / "fmnist"
-    first.mkdir(parents=True)
-    idx(first / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (200, 28, 28)))
-    idx(first / "train-labels-idx1-ubyte.gz", np.arange(200) % 10)
-    idx(first / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (50, 28, 28)))
-    idx(first / "t10k-labels-idx1-ubyte.gz", np.arange(50) % 10)
+    write_fake("fashion_mnist", first, per_class=20, test_per_class=5)
     spec = write_spec(replace={"datasets: digits": "datasets: fashion_mnist"})
     a = plan_sweep(spec, tmp_path / "o", tmp_path / "c", data_root=str(first))
     moved = tmp_path / "elsewhere" / "data"
@@ -274,7 +264,7 @@ def test_keys_do_not_depend_on_where_the_data_lives(tmp_path, write_spec):
     b = plan_sweep(spec, tmp_path / "o", tmp_path / "c", data_root=str(moved))
     assert [t.trial_id for t in a.trials] == [t.trial_id for t in b.trials]
     assert [n.key for n in a.nodes] == [n.key for n in b.nodes]
-    idx(moved / "t10k-labels-idx1-ubyte.gz", (np.arange(50) + 1) % 10)  # changed data
+    write_idx(moved / "t10k-labels-idx1-ubyte.gz", (np.arange(50) + 1) % 10)  # changed data
     c = plan_sweep(spec, tmp_path / "o", tmp_path / "c", data_root=str(moved))
     assert not {n.key for n in c.nodes} & {n.key for n in a.nodes}
 

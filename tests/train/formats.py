@@ -5,22 +5,29 @@ and the registry contract (``tests/test_registries.py``): each ``write_<format>`
 few images where the loader looks for them and returns what it wrote, so a test can
 compare what the loader read with what is on disk. :data:`WRITERS` maps every dataset
 registered with files to the writer of its format (``digits`` is embedded: it has none).
+Each format is encoded by the package's one writer of it
+(:mod:`coretune.train.datasets.fake`); these tiny variants choose the pixels and labels.
 """
 
 from __future__ import annotations
 
-import gzip
-import pickle
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-#: Fashion-MNIST's four idx files: (images, labels) of the train and the test split
-IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+from coretune.train.datasets.cifar import CIFAR
+from coretune.train.datasets.fake import (
+    save_image,
+    wnids,
+    write_cifar100n_labels,
+    write_cifar_pickle,
+    write_idx,
+    write_stl10_split,
+)
+from coretune.train.datasets.fashion_mnist import FILES as IDX_FILES
+from coretune.train.datasets.stl10 import SIDE as STL10_SIDE
 
 
 @dataclass(frozen=True)
@@ -35,14 +42,6 @@ class Written:
 
 
 # ------------------------------------------------------------------ idx (Fashion-MNIST)
-def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
-    """LeCun's idx format: magic ``00 00 08 ndim``, big-endian uint32 dims, uint8 data."""
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I",
-                                                                     *array.shape)
-    raw = header + np.asarray(array).astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-
-
 def write_fashion_mnist(root: Path, rng: np.random.Generator, n_train: int = 6,
                         n_test: int = 3, gz: bool = True) -> Written:
     """The four idx files (gzipped or plain) of 28×28 grey images, labels 0–9."""
@@ -52,32 +51,17 @@ def write_fashion_mnist(root: Path, rng: np.random.Generator, n_train: int = 6,
     for split, n in (("train", n_train), ("test", n_test)):
         x = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
         y = rng.integers(0, 10, n).astype(np.int64)
-        images, labels = IDX_FILES[split]
-        write_idx(root / f"{images}{suffix}", x, gz)
-        write_idx(root / f"{labels}{suffix}", y, gz)
+        write_idx(root / f"{IDX_FILES[f'{split}_x']}{suffix}", x)
+        write_idx(root / f"{IDX_FILES[f'{split}_y']}{suffix}", y)
         out[split] = (x[:, None], y)
     return Written(out["train"][1], out["test"][1], out["train"][0], out["test"][0])
 
 
 # ------------------------------------------------------------------ CIFAR python pickles
-CIFAR_LAYOUT = {  # folder, train batches, test batches, label key, classes
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)],
-                ["test_batch"], b"labels", 10),
-    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
-}
-
-
-def write_cifar_pickle(path: Path, data: np.ndarray, labels, key: bytes) -> None:
-    """One CIFAR batch: a pickled dict with ``b"data"`` (N × 3072 uint8, CHW-flattened)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        pickle.dump({b"data": np.asarray(data).reshape(len(data), -1), key: list(labels)}, fh)
-
-
 def write_cifar(root: Path, name: str, rng: np.random.Generator, per_batch: int = 4,
                 n_test: int = 5) -> Written:
     """CIFAR-10's five training batches and test batch, or CIFAR-100's train and test."""
-    folder, train, test, key, classes = CIFAR_LAYOUT[name]
+    folder, train, test, key, classes = CIFAR[name]
     out = {}
     for split, files, n in (("train", train, per_batch), ("test", test, n_test)):
         xs, ys = [], []
@@ -91,14 +75,6 @@ def write_cifar(root: Path, name: str, rng: np.random.Generator, per_batch: int 
     return Written(out["train"][1], out["test"][1], out["train"][0], out["test"][0])
 
 
-def write_cifar100n_labels(root: Path, noisy: np.ndarray, clean: np.ndarray) -> None:
-    """CIFAR-N's ``CIFAR-100_human.pt``: the human ``noisy_label`` and the ``clean_label``."""
-    import torch
-
-    torch.save({"noisy_label": np.asarray(noisy), "clean_label": np.asarray(clean)},
-               root / "CIFAR-100_human.pt")
-
-
 def write_cifar100n(root: Path, rng: np.random.Generator) -> Written:
     """CIFAR-100's pickles plus CIFAR-N's human labels (each clean label shifted by one)."""
     clean = write_cifar(root, "cifar100", rng)
@@ -108,19 +84,6 @@ def write_cifar100n(root: Path, rng: np.random.Generator) -> Written:
 
 
 # ------------------------------------------------------------------ STL-10 binaries
-STL10_SIDE = 96
-
-
-def write_stl10_split(folder: Path, split: str, images: np.ndarray, labels: np.ndarray
-                      ) -> None:
-    """``{split}_X.bin``: uint8 3×96×96 images, each channel column-major (the first 96
-    bytes are column 0 of channel 0, top to bottom); ``{split}_y.bin``: labels 1–10."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{split}_X.bin").write_bytes(
-        np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 1, 3, 2)).tobytes())
-    (folder / f"{split}_y.bin").write_bytes((np.asarray(labels) + 1).astype(np.uint8).tobytes())
-
-
 def write_stl10(root: Path, rng: np.random.Generator, n_train: int = 4, n_test: int = 3
                 ) -> Written:
     """``stl10_binary/{train,test}_{X,y}.bin`` with labels 0–9 stored as 1–10."""
@@ -138,15 +101,8 @@ def write_stl10(root: Path, rng: np.random.Generator, n_train: int = 4, n_test: 
 def write_png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (20, 16)
               ) -> None:
     """A one-colour RGB PNG of ``size`` (width, height) at ``path`` (any suffix)."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path, format="PNG")
-
-
-def class_names(prefix: str, num_classes: int) -> list[str]:
-    """WordNet-like class folder names, in sorted order."""
-    return [f"{prefix}{i:08d}" for i in range(num_classes)]
+    pixels = np.asarray(colour, np.uint8)[:, None, None]
+    save_image(path, np.broadcast_to(pixels, (3, size[1], size[0])), "PNG")
 
 
 def write_tiny_imagenet(root: Path, num_classes: int = 200, with_images: int = 3,
@@ -157,9 +113,9 @@ def write_tiny_imagenet(root: Path, num_classes: int = 200, with_images: int = 3
     Every class has a folder; the first ``with_images`` hold two images each (class ``i``
     red value ``40·i``), the others none or (``other_classes_empty=False``) one each. The
     validation split is one image of class 2 and one of the last class."""
-    wnids = class_names("n", num_classes)
+    ids = wnids(num_classes)
     train_y = []
-    for i, w in enumerate(wnids):
+    for i, w in enumerate(ids):
         folder = root / "train" / w / "images"
         folder.mkdir(parents=True, exist_ok=True)
         n = 2 if i < with_images else (0 if other_classes_empty else 1)
@@ -170,14 +126,14 @@ def write_tiny_imagenet(root: Path, num_classes: int = 200, with_images: int = 3
     for f, c in val:
         write_png(root / "val" / "images" / f, (7 * c % 256, 20, 20))
     (root / "val" / "val_annotations.txt").write_text(
-        "".join(f"{f}\t{wnids[c]}\t0\t0\t1\t1\n" for f, c in val))
+        "".join(f"{f}\t{ids[c]}\t0\t0\t1\t1\n" for f, c in val))
     return Written(np.asarray(train_y, np.int64), np.asarray([c for _, c in val], np.int64))
 
 
 def write_image_folder(root: Path, num_classes: int, with_images: int = 3) -> Written:
     """torchvision's ``ImageFolder`` layout ``train/<class>/*.png`` and ``val/<class>/``:
     a folder per class (the loader counts them), images in the first ``with_images``."""
-    classes = class_names("n", num_classes)
+    classes = wnids(num_classes)
     train_y, test_y = [], []
     for i, c in enumerate(classes):
         (root / "train" / c).mkdir(parents=True, exist_ok=True)
