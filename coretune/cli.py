@@ -1,7 +1,8 @@
 """The ``coretune`` command: ``sweep`` runs a search space, ``report`` prints its leaderboard.
 
 ``scores export`` writes per-example scores; ``data fake`` writes stand-in data of a
-dataset's real format (a rehearsal aid, never a benchmark).
+dataset's real format (a rehearsal aid, never a benchmark); ``compact`` merges a results
+directory's part files (sweeps do it when they end; this is for a sweep that was killed).
 
 Exit codes: 0 done; 2 the user's input was refused (a :class:`~coretune.errors.CoretuneError`:
 one line naming the field and value); 1 a bug in coretune or a plugin, or a Ray failure
@@ -87,7 +88,26 @@ def _parser() -> argparse.ArgumentParser:
     fk.add_argument("--per-class", type=int, default=None, help="training images per class "
                     "(default: the dataset's, small; the test split keeps the default ratio)")
     fk.add_argument("--seed", type=int, default=0, help="the same seed writes the same bytes")
+    cp = sub.add_parser("compact", help="merge the part files of results directories (under "
+                        "their driver lease: refused while a sweep writes there)")
+    cp.add_argument("dirs", nargs="+", metavar="DIR", help="sweep output directories or URIs")
     return p
+
+
+def _compact(args: argparse.Namespace, console: Console) -> int:
+    from coretune.errors import PathError
+    from coretune.reports.results import ResultsStore
+
+    for uri in args.dirs:
+        store = ResultsStore(uri)
+        if not store.has_results():
+            raise PathError(f"DIR {uri}: holds no results (no trials/ part files)")
+        with store.lease():
+            done = store.compact()
+        merged = ", ".join(f"{table} {before:,} parts -> {after}"
+                           for table, (before, after) in done.items()) or "already compact"
+        console.print(f"{store.uri}: {merged}", markup=False, highlight=False)
+    return 0
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> int:
@@ -169,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             return _scores(args, console)
         if args.command == "data":
             return _data(args, console)
+        if args.command == "compact":
+            return _compact(args, console)
         from coretune.reports.report import write_report
 
         extra = {}

@@ -1,8 +1,9 @@
 """Run a plan on Ray: build missing artifacts as tasks, start teacher actors, run Tune.
 
-Rows are written as part files while the sweep runs: a Tune callback on the driver writes
-each Tune trial's students (curves first, then the trial rows) the moment it completes,
-errors or is stopped, so a killed driver loses only the trials still running.
+Rows are written as part files while the sweep runs: a Tune callback on the driver
+(:mod:`coretune.driver.results_writer`) writes each Tune trial's students the moment it
+completes, errors or is stopped, so a killed driver loses only the trials still running.
+Trials lost with their node run again in a fresh Tune pass.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,12 @@ from rich.progress import (
 from coretune.artifacts.graph import get_kind
 from coretune.artifacts.selection import load_selection
 from coretune.driver.build import build_artifacts, tune_storage
-from coretune.driver.plan import Plan, PlannedTrial, check_resources, check_shared, plan_sweep
+from coretune.driver.plan import Plan, check_resources, check_shared, plan_sweep
+from coretune.driver.results_writer import NODE_LOSS_PASSES, ResultWriter
 from coretune.driver.teachers import start_teachers, teacher_totals
 from coretune.driver.worker import NAMESPACE, RunRefs, TeacherActor, coretune_trainable
 from coretune.errors import ClusterError, UsageError
-from coretune.reports.results import ResultsStore
-from coretune.reports.rows import curve_rows, now, selection_rows, trial_row, versions
+from coretune.reports.rows import selection_rows
 
 
 @dataclass
@@ -62,6 +62,8 @@ class SweepSummary:
     ray_overhead_share: float
     teacher_test_acc: dict[str, float]
     teacher_service: dict[str, dict]
+    node_loss_reruns: int = 0  # Tune trials re-run in a fresh pass after their node died
+    parts_compacted: int = 0  # result part files merged at the end (ResultsStore.compact)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,123 +99,6 @@ def _write_kind_tables(plan: Plan) -> None:
         rows = [row for kind, node in entries if node.key not in have[kind.results_key]
                 for row in kind.results_rows(plan.spec.name, node, plan.store.load(node.key))]
         plan.results.write(table, rows)
-
-
-class _ResultWriter(tune.Callback):
-    """Writes each Tune trial's students as part files the moment the trial ends."""
-
-    def __init__(self, plan: Plan, teacher_acc: dict[str, float], select_seconds: dict,
-                 progress: Progress | None, task: Any):
-        self.results: ResultsStore = plan.results
-        self.students = {s.trial_id: s for group in plan.groups for s in group}
-        self.teacher_acc, self.select_seconds = teacher_acc, select_seconds
-        self.chosen_beta = plan.chosen_beta
-        self.progress, self.task = progress, task
-        self.versions = versions()
-        self.curves: dict[str, dict[str, list[dict]]] = {}
-        self.last: dict[str, dict[str, dict]] = {}
-        self.rows: list[dict] = []
-        self.retries: dict[str, int] = {}
-        self.body_seconds = 0.0
-        self.metric, self.mode = plan.spec.metric, plan.spec.metric_mode
-        self.running, self.failed, self.best = 0, 0, None
-        self.total = len(plan.trials)
-
-    def _show(self) -> None:
-        if self.progress is None:
-            return
-        best = "–" if self.best is None else f"{self.best:.4g}"
-        self.progress.update(self.task, completed=len(self.rows), running=self.running,
-                             pending=self.total - len(self.rows) - self.running,
-                             failed=self.failed, best=f"{self.metric} {best}")
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.running += len(trial.config["group"]["students"])
-        self._show()
-
-    def __getstate__(self) -> dict:  # Tune may pickle callbacks; the writer stays here
-        return {}
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        students = result.get("students") or {}
-        self.last[trial.trial_id] = students
-        curves = self.curves.setdefault(trial.trial_id, {})
-        for sid, metrics in students.items():
-            seen = curves.setdefault(sid, [])
-            if not seen or seen[-1].get("epoch") != metrics.get("epoch"):
-                seen.append(metrics)
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        """A failed Tune trial that will be re-run from scratch: forget its reports."""
-        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
-        self.last.pop(trial.trial_id, None)
-        self.curves.pop(trial.trial_id, None)
-
-    def _finish(self, trial, error: str | None) -> None:
-        group = trial.config["group"]
-        last = self.last.pop(trial.trial_id, {})
-        if trial.last_result:
-            self.body_seconds += float(trial.last_result.get("body_seconds") or 0.0)
-        curves = self.curves.pop(trial.trial_id, {})
-        rows, curve_parts = [], []
-        for student in group["students"]:
-            planned: PlannedTrial = self.students[student["trial_id"]]
-            metrics = last.get(planned.trial_id, {})
-            ended = bool(metrics.get("final")) or metrics.get("diverged_at_step") is not None
-            if error and not ended:  # no partial metrics presented as a result
-                metrics = {k: metrics[k] for k in ("n_selected", "device") if k in metrics}
-            rows.append(trial_row(
-                planned.spec, planned.trial_id, metrics, None if ended else error,
-                self.versions, teacher_key=planned.teacher_key,
-                teacher_acc=self.teacher_acc.get(planned.teacher_key),
-                select_seconds=self.select_seconds.get(planned.selection.key, 0.0),
-                started=_when(metrics.get("started_at")), finished=_when(
-                    metrics.get("finished_at")),
-                fingerprint=planned.fingerprint, selection_key=planned.selection.key,
-                group_id=group["group_id"]))
-            rows[-1]["retries"] = self.retries.get(trial.trial_id, 0)
-            if rows[-1]["beta"] is None:  # β chosen by a search (ELFS ``beta: auto``)
-                rows[-1]["beta"] = self.chosen_beta.get(planned.selection.key)
-            curve_parts += curve_rows(planned.spec.sweep, planned.trial_id,
-                                      curves.get(planned.trial_id, []))
-        self.results.write("curves", curve_parts)  # curves first: the trial row commits
-        self.results.write("trials", rows)
-        self.rows += rows
-        self.running = max(0, self.running - len(rows))
-        self.failed += sum(r["status"] in ("error", "diverged") for r in rows)
-        for r in rows:
-            value = r.get(self.metric)
-            if r["status"] == "ok" and value is not None and (self.best is None or (
-                    value > self.best if self.mode == "max" else value < self.best)):
-                self.best = value
-        self._show()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trial, None)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, _trial_error(trial)[-2000:])
-
-
-def _trial_error(trial) -> str:
-    """The latest error of a Tune trial, read from its local error files (the copies in
-    Tune's storage are synced later and may still hold an earlier attempt's error)."""
-    import cloudpickle
-
-    try:
-        if trial.pickled_error_file and os.path.isfile(trial.pickled_error_file):
-            with open(trial.pickled_error_file, "rb") as fh:
-                err = cloudpickle.load(fh)
-            return f"{type(err).__name__}: {str(err).strip()}"
-        if trial.error_file and os.path.isfile(trial.error_file):
-            return Path(trial.error_file).read_text().strip()
-    except Exception as exc:  # noqa: BLE001 - the message is best effort, the row is not
-        return f"error of unknown kind (its record could not be read: {exc})"
-    return "error of unknown kind"
-
-
-def _when(iso: str | None) -> datetime:
-    return now() if not iso else datetime.fromisoformat(iso)
 
 
 def _scheduler(plan: Plan, override: str | None):
@@ -296,23 +181,27 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         transient=False, disable=quiet)
     task = progress.add_task(f"sweep {plan.spec.name}", total=len(plan.trials), running=0,
                              pending=len(plan.trials), failed=0, best="–")
-    writer = _ResultWriter(plan, teacher_acc, select_seconds, progress, task)
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"group": tune.grid_search(groups)},
-        tune_config=tune.TuneConfig(metric=plan.spec.metric, mode=plan.spec.metric_mode,
-                                    reuse_actors=reuse_actors,
-                                    scheduler=_scheduler(plan, scheduler)),
-        run_config=tune.RunConfig(name=plan.spec.name, storage_path=tune_storage(plan),
-                                  verbose=0, callbacks=[writer],
-                                  failure_config=tune.FailureConfig(
-                                      max_failures=plan.spec.retries)),
-    )
+    writer = ResultWriter(plan, teacher_acc, select_seconds, progress, task)
     t0 = time.perf_counter()
+    reruns, pending = 0, groups
     with progress:
-        tuner.fit()
+        for attempt in range(NODE_LOSS_PASSES + 1):
+            # A trial on a node that dies may have its retries burnt at once on its own
+            # (dead) reused actor; such trials run again in a fresh Tune pass, whose
+            # actors start on the nodes alive
+            writer.defer_lost, writer.lost = attempt < NODE_LOSS_PASSES, []
+            name = plan.spec.name if attempt == 0 else f"{plan.spec.name}-rerun{attempt}"
+            _tuner(plan, trainable, pending, writer, scheduler, reuse_actors, name).fit()
+            if not writer.lost:
+                break
+            pending = writer.lost
+            reruns += len(pending)
+            if not quiet:
+                console.print(f"{len(pending)} Tune trial(s) lost with their node: "
+                              f"running them again on the nodes alive")
     tune_seconds = time.perf_counter() - t0
 
+    compacted = plan.results.compact()  # under the lease ``execute`` holds
     teacher_service = teacher_totals(ray.get([a.info.remote() for a in actors]), teachers)
     for a in [*actors, run_refs]:
         ray.kill(a)
@@ -329,9 +218,26 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         trial_body_seconds=writer.body_seconds, concurrency=concurrency,
         ray_overhead_share=max(0.0, 1.0 - writer.body_seconds
                                / max(tune_seconds * concurrency, 1e-9)),
-        teacher_test_acc=teacher_acc, teacher_service=teacher_service)
+        teacher_test_acc=teacher_acc, teacher_service=teacher_service,
+        node_loss_reruns=reruns, parts_compacted=sum(n for n, _ in compacted.values()))
     plan.results.write_text("sweep_summary.json", json.dumps(summary.as_dict(), indent=1))
     return summary
+
+
+def _tuner(plan: Plan, trainable, groups: list[dict], writer: ResultWriter,
+           scheduler: str | None, reuse_actors: bool, name: str) -> tune.Tuner:
+    """One Tune experiment over ``groups`` (one Tune trial each), writing through ``writer``."""
+    return tune.Tuner(
+        trainable,
+        param_space={"group": tune.grid_search(groups)},
+        tune_config=tune.TuneConfig(metric=plan.spec.metric, mode=plan.spec.metric_mode,
+                                    reuse_actors=reuse_actors,
+                                    scheduler=_scheduler(plan, scheduler)),
+        run_config=tune.RunConfig(name=name, storage_path=tune_storage(plan),
+                                  verbose=0, callbacks=[writer],
+                                  failure_config=tune.FailureConfig(
+                                      max_failures=plan.spec.retries)),
+    )
 
 
 def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,

@@ -1,22 +1,33 @@
 """Results as Parquet datasets of part files, on any filesystem (local, NFS, ``s3://…``).
 
 ``<out>/trials/``, ``<out>/curves/`` and ``<out>/selections/`` each hold part files named
-``part-<ns timestamp>-<random>.parquet``, written whole as trials finish; nothing is ever
-rewritten. Reading concatenates the parts in name (time) order and keeps the newest row of
-each key — (sweep, trial_id) for trials — so a re-run's row supersedes an earlier one and
-a part written twice is harmless. A killed run loses at most the trials still running.
+``part-<ns timestamp>-<random>.parquet``, written whole as trials finish. Reading
+concatenates the parts in name (time) order and keeps the newest row of each key —
+(sweep, trial_id) for trials — so a re-run's row supersedes an earlier one and a part
+written twice is harmless. A killed run loses at most the trials still running.
+
+Parts accumulate one per finished Tune trial, and reading costs per part (a request each
+on an object store), so :meth:`ResultsStore.compact` merges a table's parts into few
+large ones — at the end of every sweep and by ``coretune compact DIR``, under the driver
+lease. The merged file takes the newest merged part's timestamp, so it sorts after every
+part it replaces and before any part written since (never shadowing a newer row); it is
+committed before the parts it replaces are deleted, so a compaction killed at any point
+loses nothing, and the rows it may leave twice are the same rows (reading keeps one).
 """
 
 from __future__ import annotations
 
 import io
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from coretune.errors import CacheError
@@ -45,6 +56,19 @@ TABLES = {t.name: t for t in (
     ResultTable("selections", SELECTIONS, ("selection_key", "index")),
     ResultTable("beta_search", BETA_SEARCH, ("sweep", "search_key", "beta")),
 )}
+
+
+#: at most this many parts are read one by one; more are scanned as one dataset
+SMALL_READ = 8
+#: rows per merged file of a compaction
+COMPACT_ROWS = 1_000_000
+_PART = re.compile(r"part-(\d{20})-[^/]*\.parquet$")
+
+
+def _stamp(name: str) -> str | None:
+    """The 20-digit nanosecond timestamp a part's name starts with (None if it has none)."""
+    match = _PART.search(name)
+    return match.group(1) if match else None
 
 
 class ResultsStore:
@@ -80,17 +104,72 @@ class ResultsStore:
             raise CorruptResultsError(f"{where}: not a readable Parquet file ({exc})") from exc
         return conform(arrow, spec.schema, where)
 
-    def read(self, table: str) -> pd.DataFrame:
-        """Every part of ``table``, newest row per key, as a DataFrame (empty if none)."""
+    def _read_parts(self, spec: ResultTable, names: list[str]) -> pa.Table:
+        """The rows of ``names`` in name order, with ``spec``'s schema.
+
+        Many parts are scanned as one pyarrow dataset (C++ threads, no per-part Python
+        work), each part's schema checked against the table's; a part the scan cannot
+        cast is read alone, so its error names it."""
+        if len(names) <= SMALL_READ:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                return pa.concat_tables(list(pool.map(
+                    lambda n: self._read_part(spec, n), names)))
+        paths = [self.location.path(n) for n in names]
+        try:
+            dataset = pads.dataset(paths, schema=spec.schema, format="parquet",
+                                   filesystem=self.location.fs)
+            arrow = dataset.to_table(columns=[*spec.schema.names, "__filename"])
+            checked: set[pa.Schema] = set()  # parts share a few schemas: check each once
+            for path, fragment in zip(paths, dataset.get_fragments(), strict=True):
+                if fragment.physical_schema not in checked:
+                    conform(fragment.physical_schema.empty_table(), spec.schema, path)
+                    checked.add(fragment.physical_schema)
+        except (pa.ArrowException, OSError):  # which part? read them one by one
+            return pa.concat_tables([self._read_part(spec, n) for n in names])
+        order = {path: i for i, path in enumerate(paths)}
+        part = np.asarray([order[f] for f in arrow.column("__filename").to_pylist()])
+        return arrow.drop_columns(["__filename"]).take(np.argsort(part, kind="stable"))
+
+    def read_arrow(self, table: str) -> pa.Table:
+        """Every part of ``table``, newest row per key (empty if none)."""
         spec = TABLES[table]
         names = self.parts(table)
-        if not names:
-            return spec.schema.empty_table().to_pandas()
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            tables = list(pool.map(lambda n: self._read_part(spec, n), names))
-        frame = pa.concat_tables(tables).to_pandas()
-        frame = frame.drop_duplicates(subset=list(spec.keys), keep="last")
-        return frame.reset_index(drop=True)
+        return self.newest_rows(spec, names) if names else spec.schema.empty_table()
+
+    def read(self, table: str) -> pd.DataFrame:
+        """Every part of ``table``, newest row per key, as a DataFrame (empty if none)."""
+        return self.read_arrow(table).to_pandas().reset_index(drop=True)
+
+    def compact(self, max_rows: int = COMPACT_ROWS) -> dict[str, tuple[int, int]]:
+        """Merge each table's parts into files of at most ``max_rows`` rows (newest row
+        per key); ``{table: (parts before, parts after)}`` of the tables compacted.
+
+        The caller holds the driver lease (no part is written meanwhile; the merged files'
+        names would keep a newer part unshadowed anyway, see the module docstring)."""
+        done = {}
+        for table, spec in TABLES.items():
+            names = self.parts(table)
+            stamp = _stamp(names[-1]) if names else None
+            if len(names) < 2 or stamp is None:
+                continue
+            merged = self.newest_rows(spec, names)
+            tag = uuid.uuid4().hex[:10]
+            written = []
+            for i, start in enumerate(range(0, max(merged.num_rows, 1), max_rows)):
+                buf = io.BytesIO()
+                pq.write_table(merged.slice(start, max_rows), buf, compression="zstd")
+                written.append(f"{table}/part-{stamp}-c{tag}-{i:05d}.parquet")
+                self.location.write_bytes(written[-1], buf.getvalue())
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                list(pool.map(self.location.delete, [n for n in names if n not in written]))
+            done[table] = (len(names), len(written))
+        return done
+
+    def newest_rows(self, spec: ResultTable, names: list[str]) -> pa.Table:
+        """The newest row per key of the parts ``names`` of ``spec``'s table."""
+        arrow = self._read_parts(spec, names)
+        keep = ~arrow.select(list(spec.keys)).to_pandas().duplicated(keep="last").to_numpy()
+        return arrow if keep.all() else arrow.filter(pa.array(keep))
 
     def has_results(self) -> bool:
         return bool(self.parts("trials"))
