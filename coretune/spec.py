@@ -56,7 +56,9 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class OptimizerSpec(Frozen):
-    """SGD (optionally Nesterov) or AdamW; cosine or constant schedule with linear warm-up."""
+    """SGD (optionally Nesterov) or AdamW; cosine, constant or step schedule (the LR times
+    ``decay_factor`` from ``decay_at`` of the steps on: Hard Truths' HL protocol, StepLR at
+    epoch 151 of 300) with linear warm-up."""
 
     KEYED_ALWAYS = frozenset({
         'name', 'lr', 'momentum', 'nesterov', 'weight_decay', 'decay_norm_and_bias', 'batch_size',
@@ -69,8 +71,10 @@ class OptimizerSpec(Frozen):
     weight_decay: float = Field(5e-4, ge=0)
     decay_norm_and_bias: bool = False  # weight decay on 1-d parameters (norms, biases)
     batch_size: int = Field(128, ge=1)
-    schedule: Literal["cosine", "constant"] = "cosine"
+    schedule: Literal["cosine", "constant", "step"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
+    decay_at: float = Field(0.5, gt=0, lt=1)  # step schedule: share of the steps
+    decay_factor: float = Field(0.1, gt=0, lt=1)  # step schedule: the LR's factor after
 
 
 class BudgetSpec(Frozen):
@@ -221,6 +225,8 @@ class TrialSpec(Frozen):
     selector_args: dict[str, Any] = {}
     selector_proxy: dict[str, Any] = {}  # override of the selector's own proxy recipe
     ratio: float = Field(gt=0, le=1)
+    #: images per class (Hard Truths): ``ratio`` is then IPC × classes / training images
+    ipc: int | None = Field(None, ge=1)
     label_mode: str = "hard"
     label_args: dict[str, Any] = {}
     tau: float = Field(1.0, gt=0)  # softmax temperature of the teacher (Eq. 4)

@@ -30,8 +30,27 @@ def selection_params(trial: TrialSpec) -> Mapping[str, Any]:
         args["score_file"] = "sha256:" + score_file_digest(args["score_file"])
     params = {"selector": trial.selector, "args": args, "ratio": trial.ratio,
               "seed": trial.seed}
+    if trial.ipc is not None:  # images per class: enters only IPC coresets' keys
+        params["ipc"] = trial.ipc
     version = get_selector(trial.selector).version
     return params if version == 1 else {**params, "selector_version": version}
+
+
+def effective_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The selector's arguments as it runs: with images per class, a selector that may see
+    labels is class-balanced (exactly IPC of every class); a label-free one keeps IPC ×
+    classes in total and never sees a label (Hard Truths' IPC subsets)."""
+    args = dict(params["args"])
+    if params.get("ipc") is not None and not get_selector(params["selector"]).label_free:
+        args["class_balanced"] = True
+    return args
+
+
+def selection_budget(params: Mapping[str, Any], num_samples: int, num_classes: int) -> int:
+    """Images kept: IPC × classes, or the ratio of the training split."""
+    if params.get("ipc") is not None:
+        return int(params["ipc"]) * num_classes
+    return budget_for(num_samples, float(params["ratio"]))
 
 
 def selector_needs(trial: TrialSpec) -> frozenset[str]:
@@ -51,7 +70,7 @@ def consumer_view(need: str, art: Artifact) -> Any:
 def selection_context(ctx: BuildContext) -> SelectionContext:
     """The selector's context from the built dependencies (labels only if declared)."""
     p, ds = ctx.params, ctx.dataset
-    needs = get_selector(p["selector"]).needs(p["args"])
+    needs = get_selector(p["selector"]).needs(effective_args(p))
     artifacts = {need: consumer_view(need, art) for need, art in ctx.deps.items()}
     if "labels" in needs:
         artifacts["labels"] = ds.train_y
@@ -66,7 +85,8 @@ def build_selection(ctx: BuildContext) -> Built:
     p = ctx.params
     started = time.perf_counter()
     sel = select(p["selector"], selection_context(ctx),
-                 budget_for(len(ctx.dataset.train_y), float(p["ratio"])), **p["args"])
+                 selection_budget(p, len(ctx.dataset.train_y), ctx.dataset.num_classes),
+                 **effective_args(p))
     arrays = {"indices": sel.indices}
     if sel.weights is not None:
         arrays["weights"] = sel.weights

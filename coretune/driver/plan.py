@@ -171,6 +171,26 @@ def finished(previous: pd.DataFrame, sweep: str) -> dict[str, tuple[str | None, 
                     strict=True))
 
 
+def check_ipcs(sweep: str, trials: list[TrialSpec], datasets: dict[str, ImageDataset]
+               ) -> None:
+    """Images per class for a selector that may see labels are exact per-class counts:
+    refuse (before Ray) an IPC above a class's number of training images."""
+    largest: dict[str, int] = {}
+    for t in trials:
+        if t.ipc is not None and not get_selector(t.selector).label_free:
+            largest[data_key(t.dataset)] = max(t.ipc, largest.get(data_key(t.dataset), 0))
+    for dkey, ipc in largest.items():
+        ds = datasets[dkey]
+        if not len(ds.train_y):
+            continue  # a dry run without the data
+        counts = np.bincount(ds.train_y, minlength=ds.num_classes)
+        c = int(np.argmin(counts))
+        if counts[c] < ipc:
+            raise SpecError(f"search space {sweep}: field 'ipcs': {ipc} images per class, "
+                            f"but class {c} of {ds.name}'s training split has "
+                            f"{int(counts[c])}")
+
+
 def plan_trial(trial: TrialSpec, dkey: str, fingerprint: str) -> PlannedTrial:
     label_needs = get_label_source(trial.label_mode).needs
     selection = node_for("selection", trial, fingerprint)
@@ -201,12 +221,14 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
             if not dry_run:
                 raise
             notes.append(f"note: {err} (a dry run plans it anyway)")
-    trials = expand(spec)
     root = data_root or spec.data_root
     datasets = {data_key(d): _dataset(d, root, download, dry_run, notes)
                 for d in spec.datasets}
     missing = {ds.fingerprint for ds in datasets.values() if ds.fingerprint.startswith(
         MISSING)}
+    trials = expand(spec, {d: len(datasets[data_key(d)].train_y) for d in spec.datasets
+                           if datasets[data_key(d)].fingerprint not in missing})
+    check_ipcs(spec.name, trials, datasets)
     results = ResultsStore(out)
     previous = results.read("trials")  # a corrupt part fails here, before any work
     results.read("curves")
@@ -276,7 +298,8 @@ def compute_arms(plan: Plan) -> list[str]:
         n = budget_for(size, t.spec.ratio)
         bs, spe, total, _ = plan_steps(n, t.spec.optimizer, budget, size)
         images = images_seen(n, bs, spe, total)
-        lines.append(f"arm {t.spec.dataset.name} ratio {t.spec.ratio:g} (n = {n:,}), "
+        size_of = f"IPC {t.spec.ipc}" if t.spec.ipc else f"ratio {t.spec.ratio:g}"
+        lines.append(f"arm {t.spec.dataset.name} {size_of} (n = {n:,}), "
                      f"{budget.value:g} {budget.unit}: batch {bs}, {total:,} steps, "
                      f"{total / spe:.2f} epochs of its set, {images:,} images seen")
     return lines

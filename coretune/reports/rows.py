@@ -81,6 +81,7 @@ def trial_row(trial: TrialSpec, trial_id: str, metrics: dict, error: str | None,
         "diverged_at_step": metrics.get("diverged_at_step"),
         "arch_args": json.dumps(trial.arch_args, sort_keys=True),
         "label_args": json.dumps(dict(trial.label_args), sort_keys=True),
+        "ipc": trial.ipc,
         "trial_spec": json.dumps(trial.science(), sort_keys=True),  # everything, for provenance
     }
 

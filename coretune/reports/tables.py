@@ -48,6 +48,7 @@ TRIALS = _schema(
     ("arch_args", _STR, True), ("trial_spec", _STR, True), ("diverged_at_step", _I64, True),
     ("retries", _I64, True),
     ("label_args", _STR, True),  # added with top-k soft labels; null in older parts: {}
+    ("ipc", _I64, True),  # images per class (Hard Truths); null for ratio trials
 )
 
 CURVES = _schema(

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from coretune.errors import SpecError
 from coretune.plugins import import_plugins
+from coretune.search_spaces.axes import (
+    REGISTRIES,
+    ArchSpec,
+    LabelModeSpec,
+    SelectorSpec,
+    as_list,
+    registries_checked,
+)
 from coretune.search_spaces.files import apply_overrides, read_with_includes, resolve_spec_path
 from coretune.search_spaces.settings import BudgetAxisSpec, ResourcesSpec, SchedulerSpec
 from coretune.selectors import SELECTORS, get_selector
@@ -34,134 +43,7 @@ from coretune.spec import (
     TrialSpec,
 )
 
-# Validation runs twice: first the structure (types, ranges, grids, selector arguments)
-# without importing torch or Ray, so a malformed spec is refused at once; then, with the
-# registries of datasets, models and label sources imported, the names.
-_REGISTRIES = "registries"
-
-
-def _registries(info: ValidationInfo) -> bool:
-    return bool(info.context and info.context.get(_REGISTRIES))
-
 METRIC_PATTERN = re.compile(r"^(test|val)_(acc|top5|nll|ece)$")
-
-
-def _as_list(v: Any) -> list:
-    return v if isinstance(v, list) else [v]
-
-
-class ArchSpec(Frozen):
-    """A student architecture and its builder's arguments (e.g. ``mlp`` hidden sizes)."""
-
-    name: str
-    args: dict[str, Any] = {}
-
-    @model_validator(mode="after")
-    def _known(self, info: ValidationInfo) -> ArchSpec:
-        if _registries(info):
-            from coretune.train.models import check_model_name
-
-            check_model_name(self.name, self.args)
-        return self
-
-
-class SelectorSpec(Frozen):
-    """A selector, its arguments (``grid``: one trial per combination) and ``proxy``, an
-    override of the recipe of the selector's own proxy run (fields merged onto what the
-    selector declares; only for selectors that declare one, e.g. NFG)."""
-
-    name: str
-    args: dict[str, Any] = {}
-    grid: dict[str, list[Any]] = {}
-    proxy: dict[str, Any] = {}
-
-    @model_validator(mode="after")
-    def _known(self, info: ValidationInfo) -> SelectorSpec:
-        if self.name not in SELECTORS and not _registries(info):
-            return self  # maybe a plugin's: checked once the spec's plugins are imported
-        selector = get_selector(self.name)
-        clash = set(self.args) & set(self.grid)
-        if clash:
-            raise ValueError(f"selector {self.name!r}: {sorted(clash)} in both args and grid")
-        empty = sorted(k for k, v in self.grid.items() if not v)
-        if empty:
-            raise ValueError(f"selector {self.name!r}: grid {empty} has no values")
-        for combo in self.expand():
-            selector.validate_args(combo)
-        if self.proxy and selector.proxy is None:
-            raise ValueError(f"selector {self.name!r} runs no proxy of its own (its training "
-                             "dynamics come from the sweep's dynamics:); drop its proxy:")
-        return self
-
-    def expand(self) -> list[dict[str, Any]]:
-        keys = sorted(self.grid)
-        return [{**self.args, **dict(zip(keys, vals, strict=True))}
-                for vals in itertools.product(*(self.grid[k] for k in keys))]
-
-
-_LABEL_BOUNDS = {
-    "tau": (lambda x: x > 0, "> 0"),
-    "lam": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-    "eps": (lambda x: 0 <= x < 1, "in [0, 1)"),
-}
-#: what a label source that ignores a knob gets for it: the trial spec's one default
-_NEUTRAL = {k: TrialSpec.model_fields[k].default for k in ("tau", "lam", "eps", "smoothing")}
-
-
-class LabelModeSpec(Frozen):
-    """A label regime (a registered label source); τ, λ, ε may each be a list (grid);
-    ``args`` are the source's own typed arguments (``pseudo``: encoder, k-NN, clustering)."""
-
-    mode: str
-    tau: float | list[float] = 4.0
-    lam: float | list[float] = 1.0
-    eps: float | list[float] = 0.1
-    smoothing: Literal["uniform", "paper"] = "uniform"
-    args: dict[str, Any] = {}
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: str, info: ValidationInfo) -> str:
-        if _registries(info):
-            from coretune.train.labels import get_label_source
-
-            get_label_source(v)
-        return v
-
-    @field_validator("args")
-    @classmethod
-    def _args(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        """``args`` strictly against the label source's typed model (unknown names, types
-        and bounds), once the registries are imported; kept as written (keys hash them)."""
-        if _registries(info) and "mode" in info.data:
-            from coretune.train.labels import get_label_source
-
-            get_label_source(info.data["mode"]).validate_args(v)
-        return v
-
-    @field_validator("tau", "lam", "eps")
-    @classmethod
-    def _in_range(cls, v: Any, info: Any) -> Any:
-        """τ > 0, λ ∈ [0, 1], ε ∈ [0, 1), for a value or every value of a grid."""
-        ok, bounds = _LABEL_BOUNDS[info.field_name]
-        if isinstance(v, list) and not v:
-            raise ValueError(f"{info.field_name} grid has no values")
-        for x in _as_list(v):
-            if not ok(x):
-                raise ValueError(f"{info.field_name} must be {bounds}, got {x}")
-        return v
-
-    def expand(self) -> list[dict[str, Any]]:
-        """Concrete label settings; the knobs this source does not use are neutral."""
-        from coretune.train.labels import get_label_source
-
-        uses = get_label_source(self.mode).uses
-        grid = {k: [float(x) for x in _as_list(getattr(self, k))] if k in uses else [_NEUTRAL[k]]
-                for k in ("tau", "lam", "eps")}
-        smoothing = self.smoothing if "smoothing" in uses else _NEUTRAL["smoothing"]
-        return [{"label_mode": self.mode, "tau": t, "lam": lam, "eps": e,
-                 "smoothing": smoothing, "label_args": self.args}
-                for t, lam, e in itertools.product(grid["tau"], grid["lam"], grid["eps"])]
 
 
 class SweepSpec(Frozen):
@@ -171,7 +53,9 @@ class SweepSpec(Frozen):
     data_root: str | None = None
     archs: list[ArchSpec] = Field(min_length=1)
     selectors: list[SelectorSpec] = Field(min_length=1)
-    ratios: list[float] = Field(min_length=1)
+    ratios: list[float] = []
+    #: images per class (Hard Truths), beside or instead of ratios
+    ipcs: list[Annotated[int, Field(ge=1)]] = []
     label_modes: list[LabelModeSpec] = Field(min_length=1)
     seeds: list[Seed] = Field([0], min_length=1)
     budget: BudgetAxisSpec = BudgetAxisSpec()
@@ -201,22 +85,22 @@ class SweepSpec(Frozen):
     @field_validator("datasets", "archs", "seeds", mode="before")
     @classmethod
     def _listify(cls, v: Any) -> Any:
-        return _as_list(v)
+        return as_list(v)
 
     @field_validator("datasets", mode="before")
     @classmethod
     def _dataset_names(cls, v: Any) -> Any:
-        return [{"name": d} if isinstance(d, str) else d for d in _as_list(v)]
+        return [{"name": d} if isinstance(d, str) else d for d in as_list(v)]
 
     @field_validator("archs", mode="before")
     @classmethod
     def _arch_names(cls, v: Any) -> Any:
-        return [{"name": a} if isinstance(a, str) else a for a in _as_list(v)]
+        return [{"name": a} if isinstance(a, str) else a for a in as_list(v)]
 
     @field_validator("datasets")
     @classmethod
     def _datasets(cls, v: list[DataSpec], info: ValidationInfo) -> list[DataSpec]:
-        if not _registries(info):
+        if not registries_checked(info):
             return v
         from coretune.train.data import available_datasets, check_data_spec
 
@@ -230,7 +114,7 @@ class SweepSpec(Frozen):
     @field_validator("teacher", "dynamics")
     @classmethod
     def _recipe_arch(cls, v: RecipeSpec, info: ValidationInfo) -> RecipeSpec:
-        if _registries(info):
+        if registries_checked(info):
             from coretune.train.models import check_model_name
 
             check_model_name(v.arch, v.arch_args)
@@ -240,7 +124,7 @@ class SweepSpec(Frozen):
     @classmethod
     def _augment_ops(cls, v: Any, info: ValidationInfo) -> Any:
         """Augmentation op names and arguments, against the registry (plugins imported)."""
-        if _registries(info):
+        if registries_checked(info):
             from coretune.train.augment import check_augment
 
             recipe = isinstance(v, RecipeSpec)
@@ -254,6 +138,15 @@ class SweepSpec(Frozen):
             if not 0 < r <= 1:
                 raise ValueError(f"ratio must be in (0, 1], got {r}")
         return v
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SweepSpec:
+        if not self.ratios and not self.ipcs:
+            raise ValueError("ratios or ipcs: give at least one subset size (ratios: "
+                             "fractions of the training split; ipcs: images per class)")
+        if len(set(self.ipcs)) != len(self.ipcs):
+            raise ValueError(f"ipcs lists a value twice: {self.ipcs}")
+        return self
 
     @model_validator(mode="after")
     def _validation_split(self) -> SweepSpec:
@@ -303,7 +196,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
         raise SpecError(_format_error(err, source)) from None
     import_plugins(data.get("plugins"))
     try:
-        return SweepSpec.model_validate(data, context={_REGISTRIES: True})
+        return SweepSpec.model_validate(data, context={REGISTRIES: True})
     except ValidationError as err:
         raise SpecError(_format_error(err, source)) from None
 
@@ -332,7 +225,9 @@ def _with_recipes(trial: TrialSpec) -> TrialSpec:
         raise SpecError(f"search space {trial.sweep}: selector {trial.selector!r} / label "
                         f"mode {trial.label_mode!r}: {err}") from None
     read = {r for kind in kinds for r in get_kind(kind).recipes}
-    optional = [name for name, f in TrialSpec.model_fields.items() if f.default is None]
+    optional = [name for name, f in TrialSpec.model_fields.items() if f.default is None
+                and any(isinstance(a, type) and issubclass(a, RecipeSpec)
+                        for a in typing.get_args(f.annotation))]
     return trial.model_copy(update={r: getattr(trial, r) if r in read else None
                                     for r in optional})
 
@@ -350,14 +245,35 @@ def _check_proxy(trial: TrialSpec) -> None:
                         f"{first.get('input')!r})") from None
 
 
-def expand(spec: SweepSpec) -> list[TrialSpec]:
-    """All students of a sweep, in a fixed order."""
+def ipc_ratio(spec: SweepSpec, data: DataSpec, ipc: int,
+              train_sizes: Mapping[DataSpec, int] | None) -> float:
+    """The share of the training split that ``ipc`` images of every class make (1.0, a
+    placeholder, when the split's size is unknown: a dry run without the data)."""
+    from coretune.train.data import dataset_info
+
+    size = (train_sizes or {}).get(data)
+    if size is None:
+        return 1.0
+    total = ipc * dataset_info(data.name).num_classes
+    if total > size:
+        raise SpecError(f"search space {spec.name}: field 'ipcs': {ipc} images per class "
+                        f"is {total:,} images, but {data.name}'s training split has {size:,}")
+    return total / size
+
+
+def expand(spec: SweepSpec, train_sizes: Mapping[DataSpec, int] | None = None
+           ) -> list[TrialSpec]:
+    """All students of a sweep, in a fixed order. ``train_sizes`` (each dataset's training
+    split) turn images per class into ratios; the planner passes them."""
     from coretune.train.data import dataset_info
 
     trials, seen = [], set()
-    for data, arch, sel, ratio, budget, lm, seed in itertools.product(
-            spec.datasets, spec.archs, spec.selectors, spec.ratios, spec.budget.expand(),
+    sizes = [(float(r), None) for r in spec.ratios] + [(None, int(i)) for i in spec.ipcs]
+    for data, arch, sel, (ratio, ipc), budget, lm, seed in itertools.product(
+            spec.datasets, spec.archs, spec.selectors, sizes, spec.budget.expand(),
             spec.label_modes, spec.seeds):
+        if ipc is not None:
+            ratio = ipc_ratio(spec, data, ipc, train_sizes)
         default_aug = dataset_info(data.name).augment_for(data)
 
         def resolve(a: AugmentSpec | None, default: AugmentSpec = default_aug) -> AugmentSpec:
@@ -367,9 +283,9 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
             trial = _with_recipes(TrialSpec(
                 sweep=spec.name, dataset=data, arch=arch.name, arch_args=arch.args,
                 selector=sel.name, selector_args=args, selector_proxy=sel.proxy,
-                ratio=float(ratio), seed=int(seed),
-                **labels, budget=budget, optimizer=spec.optimizer,
-                augment=resolve(spec.augment),
+                ratio=float(ratio), ipc=ipc, seed=int(seed),
+                **labels, budget=budget, optimizer=lm.training(spec.optimizer),
+                augment=resolve(lm.augment if lm.augment is not None else spec.augment),
                 teacher=spec.teacher.model_copy(update={"augment": resolve(spec.teacher.augment)}),
                 dynamics=spec.dynamics.model_copy(
                     update={"augment": resolve(spec.dynamics.augment)}),

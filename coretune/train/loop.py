@@ -163,6 +163,8 @@ def make_optimizer(model: nn.Module | Sequence[torch.Tensor], cfg: OptimizerSpec
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "constant":
             return 1.0
+        if cfg.schedule == "step":
+            return cfg.decay_factor if step >= cfg.decay_at * total_steps else 1.0
         progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 

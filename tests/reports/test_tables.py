@@ -27,6 +27,7 @@ TRIAL_COLUMNS = [
     "smoothing", "val_acc", "val_top5", "val_nll", "val_ece", "metric", "data_fingerprint",
     "selection_key", "group_id", "arch_args", "trial_spec", "diverged_at_step", "retries",
     "label_args",  # with top-k soft labels, nullable
+    "ipc",  # images per class, nullable
 ]
 
 
