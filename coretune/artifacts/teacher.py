@@ -16,6 +16,7 @@ import torch
 
 from coretune.artifacts.graph import BuildContext, register_artifact
 from coretune.artifacts.store import (
+    Artifact,
     ArtifactStore,
     Built,
     torch_state_bytes,
@@ -67,6 +68,16 @@ def build_teacher(ctx: BuildContext) -> Built:
                  {"state_dict": torch_state_bytes(model.state_dict())})
 
 
+def teacher_model(art: Artifact, ds: ImageDataset, device: str | torch.device
+                  ) -> torch.nn.Module:
+    """The trained teacher of artifact ``art`` for ``ds``'s input shape, in eval mode."""
+    recipe = art.meta["recipe"]
+    model = build_model(recipe["arch"], ds.input_shape, ds.num_classes,
+                        recipe.get("arch_args"))
+    model.load_state_dict(torch_state_from_bytes(art.blob("state_dict")))
+    return model.to(device).eval()
+
+
 class TeacherService:
     """Serves a teacher's logits: fixed per image, or per replayable augmented view.
 
@@ -75,16 +86,17 @@ class TeacherService:
     """
 
     def __init__(self, ds: ImageDataset, store_uri: str, key: str, device: str = "cpu",
-                 cache_bytes: int = 2 << 30):
+                 cache_bytes: int = 2 << 30, relabel: bool = False):
         art = ArtifactStore(store_uri).load(key)
         self.key = art.key
         self.data = to_device(ds, device)
-        recipe = art.meta["recipe"]
-        self.model = build_model(recipe["arch"], ds.input_shape, ds.num_classes,
-                                 recipe.get("arch_args"))
-        self.model.load_state_dict(torch_state_from_bytes(art.blob("state_dict")))
-        self.model.to(self.data.device).eval()
-        self.train_logits = art.array("train_logits")
+        self.model = teacher_model(art, ds, self.data.device)
+        if relabel:  # images the teacher did not train on (a synthetic set): label them
+            with torch.no_grad():
+                self.train_logits = predict_logits(self.model, self.data,
+                                                   self.data.train_x).cpu().numpy()
+        else:
+            self.train_logits = art.array("train_logits")
         self.test_acc = float(art.meta["test_acc"])
         self.cache_bytes = cache_bytes
         self._views: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from coretune.artifacts.graph import Node, get_kind, need_nodes, node_for
+from coretune.artifacts.graph import Node, get_kind, need_nodes, node_for, provider_of
 from coretune.artifacts.store import ArtifactStore
 from coretune.driver.teachers import plan_teachers
 from coretune.errors import PathError, SpecError
@@ -193,8 +193,9 @@ def check_ipcs(sweep: str, trials: list[TrialSpec], datasets: dict[str, ImageDat
 
 def plan_trial(trial: TrialSpec, dkey: str, fingerprint: str) -> PlannedTrial:
     label_needs = get_label_source(trial.label_mode).needs
-    selection = node_for("selection", trial, fingerprint)
-    get_selector(trial.selector)  # named errors for a selector that vanished
+    # a coreset, or a synthetic set (a distilled set trained on like one)
+    root = "synthetic_set" if get_selector(trial.selector).synthesizes else "selection"
+    selection = node_for(provider_of(root).name, trial, fingerprint)
     return PlannedTrial(trial, trial.trial_id(fingerprint), dkey, fingerprint, selection,
                         need_nodes(label_needs, trial, fingerprint))
 

@@ -28,6 +28,7 @@ import torch
 from coretune.artifacts.graph import Node, build
 from coretune.artifacts.selection import consumer_view, load_selection
 from coretune.artifacts.store import ArtifactStore
+from coretune.artifacts.synthetic import synthetic_dataset
 from coretune.artifacts.teacher import TeacherService
 from coretune.driver.teachers import per_node, replica_name
 from coretune.plugins import import_plugins
@@ -114,14 +115,23 @@ def build_node(store_uri: str, node: Node, dataset: ImageDataset, plugins: list[
 
 
 def _teacher_signal(student: dict, trial: TrialSpec, device: str, teachers: dict,
-                    store: ArtifactStore, dataset: ImageDataset) -> TeacherSignal | None:
+                    store: ArtifactStore, dataset: ImageDataset, synthetic: bool = False
+                    ) -> TeacherSignal | None:
     """The trial's teacher (:mod:`coretune.driver.teachers`): fixed logits, fetched once per
     worker, and per-view logits from the service placed for it — this process's own, or
-    the replica on this node (or the single actor)."""
+    the replica on this node (or the single actor). A synthetic set's images are labelled
+    by a teacher in the student's own process (its fixed logits computed on them)."""
     key = student["label_keys"].get("teacher")
     if key is None:
         return None
     aug, topk = trial.augment, trial.label_args.get("topk")  # FKD: top-k views travel
+    if synthetic:
+        service = _once(("teacher_service", key, dataset.fingerprint, device),
+                        lambda: TeacherService(dataset, store.uri, key, device, relabel=True))
+        return TeacherSignal(
+            fixed_logits=torch.as_tensor(service.train_logits, device=device),
+            view_logits=lambda seed, epochs, idx: service.view_logits(seed, epochs, idx, aug,
+                                                                      topk))
     placed = teachers.get(key, {"placement": "single",
                                 "replicas": {"": replica_name(student["run_id"], key)}})
     if placed["placement"] == "process":
@@ -156,20 +166,27 @@ class _Student:
                  device: str, teachers: dict | None = None):
         trial = TrialSpec.model_validate(student["trial"])
         self.trial_id, self.trial = student["trial_id"], trial
-        self.data: DeviceData = _once(("data", student["data_key"], device),
-                                      lambda: to_device(datasets[student["data_key"]], device))
+        dataset, data_id = datasets[student["data_key"]], student["data_key"]
+        selected = _once(("artifact", student["selection_key"]),
+                         lambda: store.load(student["selection_key"]))
+        if selected.has("images"):  # a synthetic set: a dataset of its own
+            dataset = _once(("synthetic", selected.key),
+                            lambda: synthetic_dataset(dataset, selected))
+            data_id = selected.key
+        self.synthetic = selected.has("images")
+        self.data: DeviceData = _once(("data", data_id, device),
+                                      lambda: to_device(dataset, device))
         data = self.data
         self.indices, self.weights = _once(
             ("selection", student["selection_key"]),
-            lambda: load_selection(store.load(student["selection_key"]),
-                                   int(data.train_y.numel())))
+            lambda: load_selection(selected, int(data.train_y.numel())))
         artifacts = {need: _once(("artifact", key),
                                  lambda key=key, need=need: consumer_view(need, store.load(key)))
                      for need, key in student["label_keys"].items() if need != "teacher"}
         self.labels = make_label_source(
             LabelConfig.of(trial),
             LabelInputs(data.train_y, _teacher_signal(
-                student, trial, device, teachers or {}, store, datasets[student["data_key"]]),
+                student, trial, device, teachers or {}, store, dataset, self.synthetic),
                 artifacts))
         self.device = data.device
         self.model = init_model(trial.arch, trial.arch_args, tuple(data.train_x.shape[1:]),
@@ -188,7 +205,7 @@ class _Student:
                   None if t.augment is None else t.augment.key_dump()]
         return (canonical_json(recipe), id(self.data),
                 step_plan(self.n_selected, t.optimizer, t.budget,
-                          int(self.data.train_y.numel())))
+                          self.data.full_split_size))
 
     def start(self, compile_mode: str | None = None) -> None:
         """Begin training alone (compiled with ``compile_mode``, if given)."""

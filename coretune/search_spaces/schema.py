@@ -149,6 +149,15 @@ class SweepSpec(Frozen):
         return self
 
     @model_validator(mode="after")
+    def _synthetic_sized(self) -> SweepSpec:
+        """A synthetic set (RDED, CA2D, a file) is sized by images per class."""
+        for i, sel in enumerate(self.selectors):
+            if not self.ipcs and sel.name in SELECTORS and get_selector(sel.name).synthesizes:
+                raise ValueError(f"selectors.{i}: {sel.name!r} builds a synthetic set, "
+                                 "sized by images per class: give ipcs")
+        return self
+
+    @model_validator(mode="after")
     def _validation_split(self) -> SweepSpec:
         """Selectors that read validation signals (CLD) need a held-out split."""
         for i, sel in enumerate(self.selectors):
@@ -195,6 +204,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> SweepSpec:
     except ValidationError as err:
         raise SpecError(_format_error(err, source)) from None
     import_plugins(data.get("plugins"))
+    import coretune.artifacts  # noqa: F401 - kinds, and the synthetic-set methods they define
     try:
         return SweepSpec.model_validate(data, context={REGISTRIES: True})
     except ValidationError as err:
@@ -272,6 +282,8 @@ def expand(spec: SweepSpec, train_sizes: Mapping[DataSpec, int] | None = None
     for data, arch, sel, (ratio, ipc), budget, lm, seed in itertools.product(
             spec.datasets, spec.archs, spec.selectors, sizes, spec.budget.expand(),
             spec.label_modes, spec.seeds):
+        if ipc is None and get_selector(sel.name).synthesizes:
+            continue  # a synthetic set is sized by images per class only
         if ipc is not None:
             ratio = ipc_ratio(spec, data, ipc, train_sizes)
         default_aug = dataset_info(data.name).augment_for(data)

@@ -215,6 +215,9 @@ class SelectorInfo:
     version: int = 1  # bumped when the algorithm changes: its cached coresets are rebuilt
     uses: tuple[str, ...] = ()
     proxy: ProxyRule | None = None  # the recipe of its own proxy run (see proxy_recipe)
+    #: builds new images (a distilled set: RDED, CA2D, a file), not a subset of the data:
+    #: ``fn(ctx: SynthesisContext, ipc, **args)``, run by the ``synthetic_set`` kind
+    synthesizes: bool = False
 
     def class_balanced(self, args: Mapping[str, Any] | None = None) -> bool:
         """Whether ``args`` ask for per-class budgets (else the selector's default):
@@ -309,7 +312,8 @@ SELECTORS: Registry[SelectorInfo] = Registry(
 def register_selector(
     name: str, *, needs: NeedsSpec = (), label_free: bool = False, paper: str = "",
     class_balanced: bool = False, needs_validation: bool = False, version: int = 1,
-    uses: Iterable[str] = (), proxy: ProxyRule | None = None, replace: bool = False,
+    uses: Iterable[str] = (), proxy: ProxyRule | None = None, synthesizes: bool = False,
+    replace: bool = False,
 ) -> Callable[[SelectorFn], SelectorFn]:
     """Register ``fn(ctx, budget, **args) -> Selection`` under ``name``.
 
@@ -326,6 +330,8 @@ def register_selector(
     ``proxy(trial)``: the recipe of the proxy run the selector is defined with (NFG's
     10-epoch run, CAD-Prune's compute-matched one), read by its kinds through
     :func:`proxy_recipe`; a selector without one uses the sweep's ``dynamics:``.
+    ``synthesizes``: the method builds a synthetic set (``fn(ctx, ipc, **args)`` with a
+    :class:`~coretune.selectors.synthesis.SynthesisContext`), sized by images per class.
     """
     uses = tuple(uses)
 
@@ -349,7 +355,7 @@ def register_selector(
                             needs_spec=needs, label_free=label_free, paper=paper,
                             balanced_default=class_balanced,
                             needs_validation=needs_validation, version=version, uses=uses,
-                            proxy=proxy)
+                            proxy=proxy, synthesizes=synthesizes)
         info.needs({})  # fail at import time on a bad declaration
         SELECTORS.add(name, info, origin=origin_of(fn), replace=replace)
         return fn

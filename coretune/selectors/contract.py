@@ -35,6 +35,9 @@ def select(name: str, ctx: SelectionContext, budget: int, **args: Any) -> Select
     any) are reordered to match.
     """
     info = get_selector(name)
+    if info.synthesizes:
+        raise ValueError(f"{name!r} builds a synthetic set, not a coreset: the "
+                         "synthetic_set kind runs it")
     info.validate_args(args)
     if isinstance(budget, bool) or not isinstance(budget, int | np.integer):
         raise TypeError(f"budget must be an integer, got {budget!r}")

@@ -59,6 +59,12 @@ class ImageDataset:
     val_x: np.ndarray | None = field(default=None, repr=False)
     val_y: np.ndarray | None = field(default=None, repr=False)
     fingerprint: str = ""
+    #: (mean, std) to normalise with instead of the training images' own (a synthetic set
+    #: keeps its dataset's, as the teacher was trained with them)
+    stats: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    #: the full training split's size, when this one stands in for it (a synthetic set):
+    #: what ``full_epochs`` budgets count
+    full_size: int | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -67,11 +73,15 @@ class ImageDataset:
     @property
     def mean(self) -> np.ndarray:
         """Per-channel mean of the training images in [0, 1]."""
+        if self.stats is not None:
+            return self.stats[0]
         return self.train_x.mean(axis=(0, 2, 3), dtype=np.float64) / 255.0
 
     @property
     def std(self) -> np.ndarray:
         """Per-channel std of the training images in [0, 1] (floored to avoid zero)."""
+        if self.stats is not None:
+            return self.stats[1]
         return np.maximum(self.train_x.std(axis=(0, 2, 3), dtype=np.float64) / 255.0, 1e-3)
 
 
@@ -89,10 +99,16 @@ class DeviceData:
     augment: AugmentSpec
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
+    full_size: int | None = None  # see ImageDataset.full_size
 
     @property
     def device(self) -> torch.device:
         return self.train_x.device
+
+    @property
+    def full_split_size(self) -> int:
+        """The training split compute budgets in full-data epochs are counted against."""
+        return int(self.train_y.numel()) if self.full_size is None else self.full_size
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 images → float, scaled to [0, 1] and standardised per channel."""
@@ -109,7 +125,7 @@ def to_device(ds: ImageDataset, device: str | torch.device = "cpu") -> DeviceDat
         test_x=torch.as_tensor(ds.test_x, device=dev), test_y=labels(ds.test_y),
         mean=stat(ds.mean), std=stat(ds.std), num_classes=ds.num_classes, augment=ds.augment,
         val_x=None if ds.val_x is None else torch.as_tensor(ds.val_x, device=dev),
-        val_y=labels(ds.val_y),
+        val_y=labels(ds.val_y), full_size=ds.full_size,
     )
 
 

@@ -115,7 +115,7 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
     """Train ``students`` together; yield, at each report, one metrics dict per student
     (``None`` for a student that stopped at an earlier report), with the same fields as
     :func:`~coretune.train.loop.train_steps`'s reports."""
-    plans = {step_plan(len(s.indices), optimizer, budget, int(data.train_y.numel()))
+    plans = {step_plan(len(s.indices), optimizer, budget, data.full_split_size)
              for s in students}
     if len(plans) != 1:
         raise ValueError(f"fused students need one step plan, got {sorted(plans)}")

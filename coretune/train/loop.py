@@ -206,8 +206,7 @@ def train_steps(
     n = sel.numel()
     w_all = None if weights is None else torch.tensor(np.asarray(weights), dtype=torch.float32,
                                                        device=dev)
-    bs, spe, total, report_epochs = plan_steps(n, optimizer, budget,
-                                               int(data.train_y.numel()))
+    bs, spe, total, report_epochs = plan_steps(n, optimizer, budget, data.full_split_size)
     labels.bind(sel, seed)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from coretune.selectors import SelectionContext, get_selector
+import coretune.artifacts  # noqa: F401 - registers the synthetic-set methods too
+from coretune.selectors import SelectionContext, available_selectors, get_selector
 from coretune.selectors.compute_aware import CheckpointScores
 from coretune.selectors.gradient_neighbours import NeighbourCounts
 from coretune.selectors.proxies import GradEmbedding, TrainingOutputs
 
 N, K = 500, 10
+#: every registered method that selects a subset (the synthetic-set methods build images
+#: and have a contract of their own, tests/artifacts/test_synthetic.py)
+CORESETS = [n for n in available_selectors() if not get_selector(n).synthesizes]
+SYNTHESIZERS = [n for n in available_selectors() if get_selector(n).synthesizes]
 
 
 def full_context(seed: int = 0, n: int = N, k: int = K) -> SelectionContext:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from coretune.selectors import available_selectors, get_selector, select
-from tests.selectors.conftest import K, N, context_for
+from tests.selectors.conftest import CORESETS, SYNTHESIZERS, K, N, context_for
 
-SUPERVISED = [n for n in available_selectors() if not get_selector(n).label_free]
+SUPERVISED = [n for n in CORESETS if not get_selector(n).label_free]
 
 
-@pytest.mark.parametrize("name", available_selectors())
+@pytest.mark.parametrize("name", CORESETS)
 @pytest.mark.parametrize("budget", [1, K, 137, N - 1, N])
 def test_exact_unique_in_range_and_deterministic(name, budget):
     a = select(name, context_for(name), budget)
@@ -46,6 +46,19 @@ def test_class_balanced_off_is_accepted_and_needs_no_labels_of_its_own(name):
     assert "labels" in on and on - off <= {"labels"}
     assert select(name, context_for(name, args={"class_balanced": False}), 37,
                   class_balanced=False).indices.size == 37
+
+
+@pytest.mark.parametrize("name", SYNTHESIZERS)
+def test_synthetic_set_methods_are_not_selected_from(name):
+    info = get_selector(name)
+    assert info.paper and not info.label_free and "ipc" in str(
+        list(__import__("inspect").signature(info.fn).parameters)[:2])
+    with pytest.raises(ValueError, match="builds a synthetic set"):
+        select(name, context_for("random"), 10)
+
+
+def test_the_synthetic_set_methods_of_hard_truths_are_registered():
+    assert {"rded", "ca2d", "from_file"} <= set(SYNTHESIZERS)
 
 
 def test_every_method_of_the_soft_label_paper_is_registered_by_name():
