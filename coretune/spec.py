@@ -111,9 +111,21 @@ class AugmentOpSpec(Frozen):
     args: dict[str, Any] = {}
 
 
+class CutMixSpec(Frozen):
+    """CutMix (Yun et al., ICCV 2019) as SRe2L/RDED/FKD evaluate distilled data: each view
+    gets a box of another view of the student's own batch pasted in, of area 1 − λ with
+    λ ~ Beta(``alpha``, ``alpha``), with probability ``p`` (:mod:`coretune.train.mixing`)."""
+
+    KEYED_ALWAYS = frozenset({'alpha', 'p'})
+
+    alpha: float = Field(1.0, gt=0)
+    p: float = Field(1.0, ge=0, le=1)
+
+
 class AugmentSpec(Frozen):
     """Batched on-device augmentation: random crop after zero ``pad``, h-flip, then the
-    registered ``ops`` in order (e.g. cutout), then Gaussian noise.
+    registered ``ops`` in order (e.g. cutout), then ``cutmix`` within the student's batch,
+    then Gaussian noise.
 
     ``noise_std`` is added to the normalised input (standard deviations of each channel).
     """
@@ -124,10 +136,11 @@ class AugmentSpec(Frozen):
     flip: bool = False
     noise_std: float = Field(0.0, ge=0)
     ops: list[AugmentOpSpec] = []
+    cutmix: CutMixSpec | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.pad or self.flip or self.noise_std or self.ops)
+        return bool(self.pad or self.flip or self.noise_std or self.ops or self.cutmix)
 
 
 class LabelNoiseSpec(Frozen):

@@ -9,7 +9,8 @@ time a student waits on it grows with the number of students. Two placements sca
   (:class:`~coretune.artifacts.teacher.TeacherService`, cached per process; Tune reuses
   processes, so later trials there replay its cached views). No remote call; cost per
   student step is one teacher forward per image, whatever the cluster size. Chosen when
-  no two kd students replay the same views (views are keyed by seed and augmentation).
+  no two kd students replay the same views (views are keyed by seed and augmentation;
+  CutMix views also by the coreset and batch size their partners come from).
 - ``node`` — one teacher replica per node, shared by that node's students: a view shared
   by several students is computed once per node. Chosen when views are shared.
 
@@ -83,8 +84,7 @@ def plan_teachers(students: Iterable, datasets: dict, choice: str = "auto",
     out = {}
     for key, users in by_teacher.items():
         kd = [s for s in users if "teacher" in s.label_nodes and s.spec.label_mode == "kd"]
-        families = Counter((s.spec.seed, canonical_json(
-            None if s.spec.augment is None else s.spec.augment.key_dump())) for s in kd)
+        families = Counter(_view_family(s) for s in kd)
         largest = max(families.values(), default=0)
         views, batches = 0, []
         ds = datasets[users[0].data_key]
@@ -101,6 +101,17 @@ def plan_teachers(students: Iterable, datasets: dict, choice: str = "auto",
         out[key] = TeacherPlan(key, placement, len(users), len(kd), views, largest, flops,
                                flops * (sum(batches) / len(batches) if batches else 0.0))
     return out
+
+
+def _view_family(s) -> tuple:
+    """What makes two kd students replay the same views: seed and augmentation, and with
+    CutMix (a view mixed with a partner of the student's own batch) also the coreset and
+    the batch size."""
+    aug = s.spec.augment
+    family = (s.spec.seed, canonical_json(None if aug is None else aug.key_dump()))
+    if aug is not None and aug.cutmix is not None:
+        family += (s.selection.key, s.spec.optimizer.batch_size)
+    return family
 
 
 def replica_name(run_id: str, teacher_key: str, node_id: str | None = None) -> str:

@@ -125,13 +125,14 @@ def _teacher_signal(student: dict, trial: TrialSpec, device: str, teachers: dict
     if key is None:
         return None
     aug, topk = trial.augment, trial.label_args.get("topk")  # FKD: top-k views travel
+    bs = trial.optimizer.batch_size  # CutMix: the service rebuilds the student's batches
     if synthetic:
         service = _once(("teacher_service", key, dataset.fingerprint, device),
                         lambda: TeacherService(dataset, store.uri, key, device, relabel=True))
         return TeacherSignal(
             fixed_logits=torch.as_tensor(service.train_logits, device=device),
             view_logits=lambda seed, epochs, idx: service.view_logits(seed, epochs, idx, aug,
-                                                                      topk))
+                                                                      topk, bs))
     placed = teachers.get(key, {"placement": "single",
                                 "replicas": {"": replica_name(student["run_id"], key)}})
     if placed["placement"] == "process":
@@ -141,7 +142,7 @@ def _teacher_signal(student: dict, trial: TrialSpec, device: str, teachers: dict
         def view_logits(seed, epochs, idx):
             service = _once(("teacher_service", key, device),
                             lambda: TeacherService(dataset, store.uri, key, device))
-            return service.view_logits(seed, epochs, idx, aug, topk)
+            return service.view_logits(seed, epochs, idx, aug, topk, bs)
 
         return TeacherSignal(fixed_logits=fixed, view_logits=view_logits)
     name = per_node(placed["replicas"], ray.get_runtime_context().get_node_id())
@@ -153,7 +154,7 @@ def _teacher_signal(student: dict, trial: TrialSpec, device: str, teachers: dict
 
     return TeacherSignal(fixed_logits=_once(("teacher", key, device), fetch),
                          view_logits=lambda seed, epochs, idx: ray.get(
-                             actor.view_logits.remote(seed, epochs, idx, aug, topk)))
+                             actor.view_logits.remote(seed, epochs, idx, aug, topk, bs)))
 
 
 class _Student:

@@ -169,6 +169,23 @@ class SweepSpec(Frozen):
         return self
 
     @model_validator(mode="after")
+    def _cutmix(self, info: ValidationInfo) -> SweepSpec:
+        """CutMix views need a label mode whose loss takes mixed batches, and no recording
+        run (the dynamics' per-sample outputs of a mixed image would mix two samples)."""
+        if self.dynamics.augment is not None and self.dynamics.augment.cutmix is not None:
+            raise ValueError("dynamics.augment.cutmix: the training dynamics record each "
+                             "sample's outputs, and a CutMix view mixes two samples")
+        if registries_checked(info):
+            from coretune.train.labels import check_mixing
+
+            for i, lm in enumerate(self.label_modes):
+                try:
+                    check_mixing(lm.mode, lm.augment if lm.augment is not None else self.augment)
+                except ValueError as err:
+                    raise ValueError(f"label_modes.{i}: {err}") from None
+        return self
+
+    @model_validator(mode="after")
     def _metric(self) -> SweepSpec:
         if not METRIC_PATTERN.match(self.metric):
             raise ValueError(f"metric must be <test|val>_<acc|top5|nll|ece>, got {self.metric!r}")

@@ -13,7 +13,8 @@ two ops, and the crop, draw independent bits), ``args`` the op's typed keyword a
 (one default each). An op must be a pure function of the keys (replayable: the teacher's
 logits of a view are the student's), vectorised over the batch and device-agnostic
 (:func:`host_to_device` moves parameters drawn from the keys without a host sync).
-Built in: ``cutout``.
+Built in: ``cutout``, ``random_resized_crop``. Batch-level CutMix is not an op (it mixes
+two views): :mod:`coretune.train.mixing`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Interval
+from annotated_types import Ge, Gt, Interval
 
 from coretune.errors import PluginArgumentError, UnknownNameError
 from coretune.registry import Registry, TypedArguments, origin_of
 from coretune.spec import AugmentOpSpec, AugmentSpec
+from coretune.train.rded import ATTEMPTS, crop_boxes
 
 #: ``fn(images uint8 [B, C, H, W], keys uint64 [B], **args) -> uint8 [B, C, H, W]``
 AugmentFn = Callable[..., torch.Tensor]
@@ -151,11 +153,14 @@ class AugmentationArgumentError(PluginArgumentError):
 
 @dataclass(frozen=True)
 class AugmentationInfo:
-    """A registered op: ``fn(images, keys, **args)``, and the paper it implements."""
+    """A registered op: ``fn(images, keys, **args)``, the paper it implements and an
+    optional ``check(args)`` of its arguments together (defaults filled in), raising
+    ``ValueError`` (e.g. a range's min above its max)."""
 
     name: str
     fn: AugmentFn
     paper: str
+    check: Callable[[dict[str, Any]], None] | None = None
 
     @cached_property
     def arguments(self) -> TypedArguments:
@@ -164,19 +169,26 @@ class AugmentationInfo:
 
     def validate_args(self, args: Mapping[str, Any] | None) -> None:
         self.arguments.validate(dict(args or {}), AugmentationArgumentError)
+        if self.check is not None:
+            try:
+                self.check({**self.arguments.defaults, **(args or {})})
+            except ValueError as err:
+                raise AugmentationArgumentError(f"augmentation {self.name!r}: {err}") from None
 
 
 AUGMENTATIONS: Registry[AugmentationInfo] = Registry("augmentation", UnknownAugmentationError)
 
 
-def register_augmentation(name: str, *, paper: str = "", replace: bool = False
+def register_augmentation(name: str, *, paper: str = "", replace: bool = False,
+                          check: Callable[[dict[str, Any]], None] | None = None
                           ) -> Callable[[AugmentFn], AugmentFn]:
     """Register ``fn(images, keys, **args) -> images`` as augmentation op ``name``; its
-    typed keyword arguments are what a spec's ``augment.ops[i].args`` may set."""
+    typed keyword arguments are what a spec's ``augment.ops[i].args`` may set, and
+    ``check`` (optional) refuses combinations of them with a ``ValueError``."""
 
     def decorate(fn: AugmentFn) -> AugmentFn:
-        AUGMENTATIONS.add(name, AugmentationInfo(name, fn, paper), origin=origin_of(fn),
-                          replace=replace)
+        AUGMENTATIONS.add(name, AugmentationInfo(name, fn, paper, check),
+                          origin=origin_of(fn), replace=replace)
         return fn
 
     return decorate
@@ -228,6 +240,18 @@ def key_uniform(keys: np.ndarray) -> np.ndarray:
     return (np.asarray(keys, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+def key_uniforms(keys: np.ndarray, count: int, salt: int) -> np.ndarray:
+    """``count`` independent float64 uniforms in [0, 1) per key, ``[B, count]``: the first
+    ``count`` outputs of SplitMix64 seeded with ``key ^ salt`` (a ``salt`` per use)."""
+    with np.errstate(over="ignore"):
+        state = ((np.asarray(keys, dtype=np.uint64) ^ np.uint64(salt))[:, None]
+                 + np.arange(count, dtype=np.uint64) * _GAMMA)
+    return key_uniform(_splitmix64(state))
+
+
 # ---------------------------------------------------------------------------- built-in ops
 @register_augmentation("cutout", paper="DeVries & Taylor 2017, Improved Regularization of "
                        "Convolutional Neural Networks with Cutout, arXiv:1708.04552")
@@ -260,3 +284,74 @@ def cutout(images: torch.Tensor, keys: np.ndarray, size: Annotated[int, Ge(1)] =
     in_cols = ((cols >= 0) & (cols < size) & box[:, 2:].bool()).to(torch.uint8)  # p folded in
     keep = 1 - in_rows[:, :, None] * in_cols[:, None, :]  # [B, H, W]: 0 inside the square
     return images * keep[:, None]
+
+
+def _check_ranges(args: dict[str, Any]) -> None:
+    for what in ("scale", "ratio"):
+        if args[f"{what}_min"] > args[f"{what}_max"]:
+            raise ValueError(f"{what}_min {args[f'{what}_min']!r} is above {what}_max "
+                             f"{args[f'{what}_max']!r}")
+
+
+_RRC_SALT = 0x3C6EF372FE94F82B
+_FRAC_BITS = 11  # bilinear weights in 1/2048: four taps of 255 stay within int32
+
+
+@register_augmentation("random_resized_crop", check=_check_ranges, paper=(
+    "Szegedy et al., Going Deeper with Convolutions, CVPR 2015 (torchvision's "
+    "RandomResizedCrop; the SL+KD views of SRe2L, RDED and FKD)"))
+def random_resized_crop(images: torch.Tensor, keys: np.ndarray,
+                        scale_min: Annotated[float, Interval(gt=0, le=1)] = 0.08,
+                        scale_max: Annotated[float, Interval(gt=0, le=1)] = 1.0,
+                        ratio_min: Annotated[float, Gt(0)] = 3 / 4,
+                        ratio_max: Annotated[float, Gt(0)] = 4 / 3) -> torch.Tensor:
+    """RandomResizedCrop: a box of area fraction s ~ U(scale_min, scale_max) and aspect
+    ratio log-uniform in [ratio_min, ratio_max], resized back to H × W (bilinear).
+
+    Boxes as torchvision's ``RandomResizedCrop.get_params`` (10 attempts, then the centre
+    crop; :func:`coretune.train.rded.crop_boxes`) from 22 uniforms of each view's key
+    (:func:`key_uniforms`). The resize is bilinear with half-pixel centres
+    (``F.interpolate(align_corners=False)`` of the cut box; a box never exceeds the image,
+    so it is only ever enlarged and no antialias applies) in fixed point: taps and weights
+    (in 1/2048) computed on the host in float64, the blend in int32 on the device, so a view
+    is bit-identical on every device (a float blend is not across CPU and GPU); within one
+    grey level of the float resize. A full-size box is copied exactly.
+
+    Cost: four ``[B, H, W, C]`` gathers and an integer blend, two host-to-device copies of
+    ``[B, 3, H]`` and ``[B, 3, W]`` integers (non-blocking on CUDA); no host sync.
+    """
+    b, _, h, w = images.shape
+    boxes = rrc_boxes(keys, h, w, (scale_min, scale_max), (ratio_min, ratio_max))
+    rows = host_to_device(_taps(boxes[:, 0], boxes[:, 2], h), images.device)  # [B, 3, H]
+    cols = host_to_device(_taps(boxes[:, 1], boxes[:, 3], w), images.device)  # [B, 3, W]
+    batch = torch.arange(b, device=images.device)[:, None, None]
+
+    def at(r: int, c: int) -> torch.Tensor:  # [B, H, W, C] int32
+        return images[batch, :, rows[:, r, :, None], cols[:, c, None, :]].to(torch.int32)
+
+    one = 1 << _FRAC_BITS
+    wy = rows[:, 2, :, None, None].to(torch.int32)
+    wx = cols[:, 2, None, :, None].to(torch.int32)
+    upper = at(0, 0) * (one - wx) + at(0, 1) * wx
+    lower = at(1, 0) * (one - wx) + at(1, 1) * wx
+    out = (upper * (one - wy) + lower * wy + (1 << (2 * _FRAC_BITS - 1))) >> (2 * _FRAC_BITS)
+    return out.to(torch.uint8).permute(0, 3, 1, 2)
+
+
+def rrc_boxes(keys: np.ndarray, height: int, width: int, scale: tuple[float, float],
+              ratio: tuple[float, float]) -> np.ndarray:
+    """The RandomResizedCrop box (top, left, h, w) of each op key, int64 ``[B, 4]``."""
+    u = torch.from_numpy(key_uniforms(keys, 2 * ATTEMPTS + 2, _RRC_SALT))
+    return crop_boxes(u[:, :ATTEMPTS], u[:, ATTEMPTS:2 * ATTEMPTS], u[:, 2 * ATTEMPTS:],
+                      height, width, scale, ratio).numpy()
+
+
+def _taps(start: np.ndarray, length: np.ndarray, out: int) -> np.ndarray:
+    """Bilinear taps of ``out`` pixels resampling ``[start, start + length)``: int64
+    ``[B, 3, out]`` (first tap, second tap, the second's weight in 1/2048)."""
+    start, last = start.astype(np.float64)[:, None], (start + length - 1)[:, None]
+    src = start + (np.arange(out) + 0.5)[None] * (length / out)[:, None] - 0.5
+    src = np.minimum(np.maximum(src, start), last)
+    first = np.floor(src)
+    weight = np.rint((src - first) * (1 << _FRAC_BITS))
+    return np.stack([first, np.minimum(first + 1, last), weight], axis=1).astype(np.int64)

@@ -7,8 +7,9 @@ front of every parameter, BatchNorm buffer and input, which PyTorch lowers to gr
 convolutions and batched matrix products (the idea of HFTA, Wang et al., MLSys 2021, done
 by ``vmap`` rather than by hand-written grouped layers). Each student keeps its own
 parameters, BatchNorm statistics (updated in place in its slice of the stacked buffers),
-batch order, coreset (any size that gives the same step plan), label source, weights and
-crops, all drawn exactly as :func:`coretune.train.loop.train_steps` draws them; so at
+batch order, coreset (any size that gives the same step plan), label source, weights,
+crops and CutMix partners (within its own batch), all drawn exactly as
+:func:`coretune.train.loop.train_steps` draws them; so at
 step 0 a fused student's outputs, loss and gradients are the solo student's to float
 tolerance, and with deterministic kernels its whole run is too (tests check both).
 
@@ -43,7 +44,8 @@ from coretune.train.augment import EpochViews, add_input_noise, make_views
 from coretune.train.data import DeviceData
 from coretune.train.evaluate import Evaluator, autocast
 from coretune.train.labels import LabelSource, stacked_losses
-from coretune.train.loop import RngState, epoch_seed, make_optimizer, plan_steps
+from coretune.train.loop import RngState, make_optimizer, plan_steps
+from coretune.train.mixing import batch_slice, epoch_order, mix_batches
 
 
 @dataclass
@@ -149,8 +151,7 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
         with rng:
             for epoch in range(seg_start, report_epoch):
                 stacked.train()
-                perm_host = torch.stack([torch.randperm(n, generator=torch.Generator()
-                                                        .manual_seed(epoch_seed(s.seed, epoch)))
+                perm_host = torch.stack([epoch_order(s.seed, epoch, n)
                                          for s in students])  # [K, n]
                 perm = perm_host.to(dev)
                 views = [EpochViews(s.seed, epoch, i, aug, dev)
@@ -161,17 +162,21 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
                 for b in range(spe):
                     if step >= total:
                         break
-                    batch = slice(b * bs, (b + 1) * bs if b < spe - 1 else n)
-                    pos = perm[:, batch]  # [K, B]
+                    batch = batch_slice(b, bs, spe, n)
+                    pos, pos_host = perm[:, batch], perm_host[:, batch].numpy()  # [K, B]
                     idx = sel[students_axis, pos]
                     flat = idx.reshape(-1)
                     x = data.train_x[flat]
+                    batch_keys = keys[np.arange(k)[:, None], pos_host]
                     if aug.pad or aug.flip or aug.ops:
-                        pos_host = perm_host[:, batch].numpy()
                         x = make_views(x, dy[students_axis, pos].reshape(-1),
                                        dx[students_axis, pos].reshape(-1),
                                        flip[students_axis, pos].reshape(-1),
-                                       keys[np.arange(k)[:, None], pos_host].reshape(-1), aug)
+                                       batch_keys.reshape(-1), aug)
+                    mix = None
+                    if aug.cutmix is not None:  # each student's views mixed in its own batch
+                        x, mix = mix_batches(x, batch_keys, [s.seed for s in students], epoch,
+                                             b, aug.cutmix)
                     x = data.normalize(x).reshape(k, -1, *x.shape[1:])
                     if aug.noise_std > 0:
                         x = torch.stack([add_input_noise(x[j], aug.noise_std, s.seed, epoch, b)
@@ -179,7 +184,8 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
                     with autocast(dev):
                         logits = stacked(x)
                     losses = stacked_losses(sources, logits, idx, pos, epoch,
-                                            None if w_all is None else w_all[students_axis, pos])
+                                            None if w_all is None else w_all[students_axis, pos],
+                                            mix)
                     bad = ~torch.isfinite(losses.detach()) & (first_bad < 0)
                     first_bad = torch.where(bad, step, first_bad)
                     opt.zero_grad(set_to_none=True)

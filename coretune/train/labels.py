@@ -10,6 +10,13 @@ One registry, like the selectors': ``@register_label_source(name, needs=…)`` o
 - ``kd`` — online distillation, the teacher's output for each augmented view (Eq. 4–6);
   both take ``args: {topk: k}``: FKD's top-k logits (:mod:`coretune.train.topk`);
 - ``pseudo`` — cross-entropy on pseudo-labels (ELFS, Sec. 4).
+
+A source registered with ``mixes=True`` takes CutMix batches (``augment.cutmix``): its
+``loss`` gets the batch's :class:`~coretune.train.mixing.BatchMix` as ``mix=``. ``hard``,
+``smooth`` and ``pseudo`` mix their targets by area, keep·y + (1 − keep)·y_partner; ``kd``
+distils the teacher's output on the mixed image (its CE term mixed by area). ``soft`` does
+not mix: its fixed label belongs to one image (Hard Truths' SL regime), so CutMix with it
+is refused (:func:`check_mixing`); mixed views relabelled by the teacher are SL+KD (``kd``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from coretune.errors import PluginArgumentError, UnknownNameError
 from coretune.registry import Registry, origin_of
 from coretune.spec import (
     PIPELINE_SPECS,
+    AugmentSpec,
     ClusteringSpec,
     EncoderSpec,
     Frozen,
@@ -41,6 +49,7 @@ from coretune.train.losses import (
     distillation_loss,
     smoothed_targets,
 )
+from coretune.train.mixing import BatchMix
 from coretune.train.topk import TopKLogits, as_teacher_logits, teacher_rows
 
 #: ``view_logits(seed, epochs[E], indices[n]) -> [E, n, K]`` teacher logits of each view.
@@ -93,7 +102,9 @@ class LabelInputs:
 class LabelSource:
     """A loss over batches. ``bind`` once per coreset, ``begin_segment`` per report segment.
 
-    ``idx`` are dataset indices of the batch, ``pos`` their positions in the coreset.
+    ``idx`` are dataset indices of the batch, ``pos`` their positions in the coreset;
+    ``mix`` (given only to a source registered with ``mixes=True``, and only for a CutMix
+    batch) says how the batch was mixed.
     """
 
     def bind(self, indices: Tensor, seed: int) -> None:
@@ -103,18 +114,24 @@ class LabelSource:
         """Called before the epochs of each report segment."""
 
     def loss(self, logits: Tensor, idx: Tensor, pos: Tensor, epoch: int,
-             weights: Tensor | None) -> Tensor:
+             weights: Tensor | None, mix: BatchMix | None = None) -> Tensor:
         raise NotImplementedError
 
 
 class HardLabels(LabelSource):
-    """Cross-entropy on integer targets (ground truth or pseudo-labels)."""
+    """Cross-entropy on integer targets (ground truth or pseudo-labels); on a CutMix batch,
+    keep·CE(y) + (1 − keep)·CE(y_partner)."""
 
     def __init__(self, targets: Tensor):
         self.targets = targets
 
-    def loss(self, logits, idx, pos, epoch, weights):
-        return cross_entropy(logits, self.targets[idx], weights)
+    def hard_targets(self, logits: Tensor, idx: Tensor, mix: BatchMix | None) -> Tensor:
+        """The batch's class targets, or their mixed one-hot rows on a CutMix batch."""
+        y = self.targets[idx]
+        return y if mix is None else mix.targets(y, logits.shape[-1])
+
+    def loss(self, logits, idx, pos, epoch, weights, mix=None):
+        return cross_entropy(logits, self.hard_targets(logits, idx, mix), weights)
 
 
 class SmoothLabels(HardLabels):
@@ -124,9 +141,9 @@ class SmoothLabels(HardLabels):
         super().__init__(targets)
         self.eps, self.convention = eps, convention
 
-    def loss(self, logits, idx, pos, epoch, weights):
+    def loss(self, logits, idx, pos, epoch, weights, mix=None):
         probs = smoothed_targets(self.targets[idx], logits.shape[-1], self.eps, self.convention)
-        return cross_entropy(logits, probs, weights)
+        return cross_entropy(logits, probs if mix is None else mix.mix_rows(probs), weights)
 
 
 class FixedTeacherLabels(HardLabels):
@@ -142,14 +159,18 @@ class FixedTeacherLabels(HardLabels):
         rows = self.all_logits.to(indices.device)[indices]
         self.coreset_logits = rows if self.topk is None else TopKLogits.compress(rows, self.topk)
 
-    def loss(self, logits, idx, pos, epoch, weights):
+    def loss(self, logits, idx, pos, epoch, weights, mix=None):
+        if mix is not None:
+            raise ValueError("fixed soft labels belong to one image each: no CutMix (kd "
+                             "relabels each mixed view)")
         return distillation_loss(logits, self.targets[idx], teacher_rows(self.coreset_logits, pos),
                                  self.tau, self.lam, weights)
 
 
 class ViewTeacherLabels(HardLabels):
     """Online KD: the teacher's output for each (seed, epoch, index) view the student sees
-    (its top ``topk`` logits only, if given: compressed here unless they came compressed)."""
+    (its top ``topk`` logits only, if given: compressed here unless they came compressed);
+    on CutMix batches the view is the mixed image and the CE term is mixed by area."""
 
     def __init__(self, targets: Tensor, view_logits: ViewLogits, tau: float, lam: float,
                  topk: int | None = None):
@@ -162,23 +183,28 @@ class ViewTeacherLabels(HardLabels):
                                 self.targets.device)
         self.segment = {int(e): got[i] for i, e in enumerate(epochs)}
 
-    def loss(self, logits, idx, pos, epoch, weights):
-        return distillation_loss(logits, self.targets[idx], teacher_rows(self.segment[epoch], pos),
+    def loss(self, logits, idx, pos, epoch, weights, mix=None):
+        return distillation_loss(logits, self.hard_targets(logits, idx, mix),
+                                 teacher_rows(self.segment[epoch], pos),
                                  self.tau, self.lam, weights)
 
 
 def stacked_losses(sources: list[LabelSource], logits: Tensor, idx: Tensor, pos: Tensor,
-                   epoch: int, weights: Tensor | None) -> Tensor:
+                   epoch: int, weights: Tensor | None, mix: BatchMix | None = None) -> Tensor:
     """``[K]`` losses of K students' label sources on their rows of a fused batch
-    (``[K, B, C]`` logits, ``[K, B]`` indices and positions): one batched cross-entropy
-    when all are plain hard labels on the same targets, else each source's own loss."""
+    (``[K, B, C]`` logits, ``[K, B]`` indices, positions and ``mix``): one batched
+    cross-entropy when all are plain hard labels on the same targets, else each source's
+    own loss."""
     first = sources[0]
-    if weights is None and all(type(s) is HardLabels and s.targets is first.targets
-                               for s in sources):
+    if weights is None and mix is None and all(
+            type(s) is HardLabels and s.targets is first.targets for s in sources):
         return cross_entropy_rows(logits, first.targets[idx])
-    return torch.stack([s.loss(logits[j], idx[j], pos[j], epoch,
-                               None if weights is None else weights[j])
-                        for j, s in enumerate(sources)])
+    losses = []
+    for j, s in enumerate(sources):
+        w = None if weights is None else weights[j]
+        losses.append(s.loss(logits[j], idx[j], pos[j], epoch, w) if mix is None else
+                      s.loss(logits[j], idx[j], pos[j], epoch, w, mix=mix.row(j)))
+    return torch.stack(losses)
 
 
 LabelFactory = Callable[[LabelConfig, LabelInputs], LabelSource]
@@ -200,6 +226,7 @@ class LabelSourceInfo:
     uses: frozenset[str]  # which of tau, lam, eps, smoothing the source reads
     paper: str = ""
     args: type[Frozen] = NoArguments
+    mixes: bool = False  # its loss takes CutMix batches (``mix=``)
 
     def sub_spec(self, name: str, args: Mapping[str, Any]) -> Frozen | None:
         """Sub-spec ``name`` from ``args`` (None if the source's args do not declare it)."""
@@ -232,12 +259,15 @@ LABEL_SOURCES: Registry[LabelSourceInfo] = Registry("label mode", UnknownLabelSo
 
 def register_label_source(name: str, *, needs: Iterable[str] = (), uses: Iterable[str] = (),
                           paper: str = "", args: type[Frozen] = NoArguments,
-                          replace: bool = False) -> Callable[[LabelFactory], LabelFactory]:
+                          mixes: bool = False, replace: bool = False
+                          ) -> Callable[[LabelFactory], LabelFactory]:
     """Register ``factory(config, inputs) -> LabelSource`` as label mode ``name``; ``args``
-    is the strict model of its ``args:`` (validated before Ray starts; default: none)."""
+    is the strict model of its ``args:`` (validated before Ray starts; default: none);
+    ``mixes``: its sources' ``loss`` takes CutMix batches (``mix=``)."""
 
     def decorate(fn: LabelFactory) -> LabelFactory:
-        info = LabelSourceInfo(name, fn, frozenset(needs), frozenset(uses), paper, args)
+        info = LabelSourceInfo(name, fn, frozenset(needs), frozenset(uses), paper, args,
+                               mixes)
         LABEL_SOURCES.add(name, info, origin=origin_of(fn), replace=replace)
         return fn
 
@@ -252,6 +282,18 @@ def available_label_sources() -> list[str]:
     return LABEL_SOURCES.names()
 
 
+def check_mixing(mode: str, augment: AugmentSpec | None) -> None:
+    """Refuse CutMix views (``augment.cutmix``) for a label mode whose loss does not take
+    them (``ValueError``, one line naming the mode)."""
+    if augment is None or augment.cutmix is None or get_label_source(mode).mixes:
+        return
+    why = (" keeps one fixed teacher label per image (Hard Truths' SL), which a mixed image "
+           "does not have; SL+KD views relabelled by the teacher are mode 'kd'"
+           if mode == "soft" else " does not take mixed batches (register_label_source("
+           "mixes=True) declares a loss that does)")
+    raise ValueError(f"augment.cutmix mixes two images per view, and label mode {mode!r}{why}")
+
+
 def make_label_source(config: LabelConfig, inputs: LabelInputs) -> LabelSource:
     """The label source of ``config.mode``, checking that its needs were supplied."""
     info = get_label_source(config.mode)
@@ -264,12 +306,13 @@ def make_label_source(config: LabelConfig, inputs: LabelInputs) -> LabelSource:
     return info.factory(config, inputs)
 
 
-@register_label_source("hard", paper="cross-entropy on ground truth (soft-label paper Eq. 5)")
+@register_label_source("hard", mixes=True,
+                       paper="cross-entropy on ground truth (soft-label paper Eq. 5)")
 def _hard(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     return HardLabels(inputs.targets)
 
 
-@register_label_source("smooth", uses=("eps", "smoothing"),
+@register_label_source("smooth", uses=("eps", "smoothing"), mixes=True,
                        paper="label smoothing, Szegedy et al. 2016 (soft-label paper Eq. 2)")
 def _smooth(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     return SmoothLabels(inputs.targets, cfg.eps, cfg.smoothing)
@@ -292,6 +335,7 @@ def _soft(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
 
 
 @register_label_source("kd", needs=("teacher",), uses=("tau", "lam"), args=TeacherLabelArgs,
+                       mixes=True,
                        paper="online distillation, Hinton et al. 2015 (soft-label paper Eq. 4-6)")
 def _kd(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     if inputs.teacher.view_logits is None:
@@ -304,7 +348,7 @@ class PseudoLabelArgs(EncoderSpec, KnnSpec, ClusteringSpec):
     """The ``pseudo`` mode's args: the encoder, k-NN and clustering that make its labels."""
 
 
-@register_label_source("pseudo", needs=("pseudo_labels",), args=PseudoLabelArgs,
+@register_label_source("pseudo", needs=("pseudo_labels",), args=PseudoLabelArgs, mixes=True,
                        paper="ELFS (Zheng, Tsai et al., ICLR 2025): train on pseudo-labels")
 def _pseudo(cfg: LabelConfig, inputs: LabelInputs) -> LabelSource:
     y = torch.as_tensor(np.asarray(inputs.artifacts["pseudo_labels"]), dtype=torch.int64,

@@ -25,6 +25,7 @@ from coretune.train.augment import EpochViews, add_input_noise
 from coretune.train.data import DeviceData
 from coretune.train.evaluate import Evaluator, autocast, predict_logits
 from coretune.train.labels import LabelSource
+from coretune.train.mixing import batch_bounds, batch_slice, epoch_order, epoch_seed, mix_batches
 from coretune.train.models import build_model
 
 
@@ -115,8 +116,7 @@ def plan_steps(n: int, optim: OptimizerSpec, budget: BudgetSpec,
     when ``n % batch_size == 1`` that sample joins the batch before it. A budget in images
     (or full-data epochs) becomes the fewest steps whose batches hold that many images:
     whole epochs of ``n``, then full batches of the next (within one batch of the target)."""
-    bs = max(1, min(optim.batch_size, n))
-    spe = math.ceil(n / bs) - (1 if n > 1 and n % bs == 1 else 0)
+    bs, spe = batch_bounds(n, optim.batch_size)
     images = budget_images(budget, n if dataset_size is None else dataset_size)
     if images is not None:
         epochs, rest = divmod(images, n)
@@ -171,11 +171,6 @@ def make_optimizer(model: nn.Module | Sequence[torch.Tensor], cfg: OptimizerSpec
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of a student's batch order in ``epoch``."""
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
-
-
 def train_steps(
     model: nn.Module,
     data: DeviceData,
@@ -195,12 +190,17 @@ def train_steps(
     ``labels`` gives the loss of a batch (hard, smoothed, teacher, pseudo-labels, …);
     ``evaluators`` score the model at each report (``<split>_acc`` etc.). A generator, so
     a trial can interleave several students report by report. A loss that becomes NaN or
-    inf ends training at the next report, which carries ``diverged_at_step``.
+    inf ends training at the next report, which carries ``diverged_at_step``. With
+    ``augment.cutmix`` each batch is mixed within itself (:mod:`coretune.train.mixing`) and
+    the label source's loss gets the :class:`~coretune.train.mixing.BatchMix` (``mix=``).
     """
     hooks = hooks or Hooks()
     dev = data.device
     aug = augment if augment is not None else data.augment
     rng = rng or RngState(seed, dev)
+    if aug.cutmix is not None and hooks.on_batch is not None:
+        raise ValueError("per-sample batch outputs (on_batch) of CutMix views would mix two "
+                         "samples: a recording run takes no cutmix")
     np_idx = np.array(indices, dtype=np.int64)  # a writable copy (torch shares its memory)
     sel = torch.as_tensor(np_idx, device=dev)
     n = sel.numel()
@@ -222,24 +222,29 @@ def train_steps(
         with rng:
             for epoch in range(seg_start, report_epoch):
                 model.train()
-                gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-                perm_host = torch.randperm(n, generator=gen)
+                perm_host = epoch_order(seed, epoch, n)
                 perm = perm_host.to(dev)
                 views = EpochViews(seed, epoch, np_idx, aug, dev)
                 for b in range(spe):
                     if step >= total:
                         break
-                    batch = slice(b * bs, (b + 1) * bs if b < spe - 1 else n)
-                    pos = perm[batch]
+                    batch = batch_slice(b, bs, spe, n)
+                    pos, pos_host = perm[batch], perm_host[batch].numpy()
                     idx = sel[pos]
-                    x = views(data.train_x[idx], pos, perm_host[batch].numpy())
+                    x = views(data.train_x[idx], pos, pos_host)
+                    mix = None
+                    if aug.cutmix is not None:
+                        x, mix = mix_batches(x, views.keys[pos_host][None], [seed], epoch, b,
+                                             aug.cutmix)
+                        mix = mix.row(0)
                     x = add_input_noise(data.normalize(x), aug.noise_std, seed, epoch, b)
                     if dev.type == "cuda":
                         x = x.contiguous(memory_format=torch.channels_last)
                     with autocast(dev):
                         logits = model(x)
-                    loss = labels.loss(logits, idx, pos, epoch,
-                                       None if w_all is None else w_all[pos])
+                    w = None if w_all is None else w_all[pos]
+                    loss = (labels.loss(logits, idx, pos, epoch, w) if mix is None else
+                            labels.loss(logits, idx, pos, epoch, w, mix=mix))
                     bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
                     first_bad = torch.where(bad, step, first_bad)  # no host sync
                     opt.zero_grad(set_to_none=True)

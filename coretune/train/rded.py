@@ -84,10 +84,22 @@ def draw_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float] 
         raise SpecError(f"crop ratio must satisfy 0 < min <= max, got {ratio}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     kw = {"generator": g, "dtype": torch.float64}
+    u_frac, u_aspect = torch.rand(n, ATTEMPTS, **kw), torch.rand(n, ATTEMPTS, **kw)
+    return crop_boxes(u_frac, u_aspect, torch.rand(n, 2, **kw), height, width, scale, ratio)
+
+
+def crop_boxes(u_frac: Tensor, u_aspect: Tensor, u_pos: Tensor, height: int, width: int,
+               scale: tuple[float, float] = RDED_SCALE, ratio: tuple[float, float] = RDED_RATIO
+               ) -> Tensor:
+    """:func:`draw_crop_boxes` from given uniforms in [0, 1) (float64 on the CPU): ``u_frac``
+    and ``u_aspect`` ``[n, 10]`` (each attempt's area fraction and log aspect ratio),
+    ``u_pos`` ``[n, 2]`` (top, left); the augmentation op ``random_resized_crop`` draws
+    them from each view's key (:mod:`coretune.train.augment`)."""
+    lo, hi = scale
     area = float(height * width)
-    frac = lo + (hi - lo) * torch.rand(n, ATTEMPTS, **kw)
+    frac = lo + (hi - lo) * u_frac
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, ATTEMPTS, **kw))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u_aspect)
     w = torch.round(torch.sqrt(area * frac * aspect)).long()
     h = torch.round(torch.sqrt(area * frac / aspect)).long()
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -104,9 +116,8 @@ def draw_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float] 
     none = ~fits.any(dim=1)
     w = torch.where(none, torch.full_like(w, fw), w)
     h = torch.where(none, torch.full_like(h, fh), h)
-    u = torch.rand(n, 2, **kw)
-    top = torch.floor(u[:, 0] * (height - h + 1)).long().clamp(max=height - h)
-    left = torch.floor(u[:, 1] * (width - w + 1)).long().clamp(max=width - w)
+    top = torch.floor(u_pos[:, 0] * (height - h + 1)).long().clamp(max=height - h)
+    left = torch.floor(u_pos[:, 1] * (width - w + 1)).long().clamp(max=width - w)
     top = torch.where(none, (height - h) // 2, top)
     left = torch.where(none, (width - w) // 2, left)
     return torch.stack([top, left, h, w], dim=1)
