@@ -28,6 +28,12 @@ from coretune.reports.leaderboard import (
 from coretune.reports.plots import all_figures
 from coretune.reports.provenance import Provenance
 from coretune.reports.results import ResultsStore
+from coretune.reports.scaling import (
+    accuracy_vs_compute,
+    scaling_claims,
+    scaling_frame,
+    scaling_markdown,
+)
 from coretune.reports.stats import welch
 from coretune.storage import Location
 
@@ -101,7 +107,24 @@ def write_report(dirs: str | Path | list, console: Console | None = None,
         boards, figs, provenance, f"coretune report: {', '.join(dirs)}").encode("utf-8"))
     if compare:
         target.write_bytes("compare.md", compare_runs(trials, dirs).encode("utf-8"))
+    _scaling(trials, target, console, figures)
     return target.path("leaderboard.md")
+
+
+def _scaling(trials: pd.DataFrame, target: Location, console: Console, figures: bool) -> None:
+    """A compute-aligned sweep's scaling report (Hard Truths): ``scaling.md``, the claims
+    on the console and ``plots/accuracy_vs_compute_*.png``."""
+    frame = scaling_frame(trials)
+    if frame.empty:
+        return
+    target.write_bytes("scaling.md", scaling_markdown(frame).encode("utf-8"))
+    for (dataset, arch), part in frame.groupby(["dataset", "arch"]):
+        for claim in scaling_claims(part):
+            console.print(f"{dataset}/{arch}: {claim.text}: {claim.verdict()} "
+                          f"({claim.evidence})", markup=False, highlight=False)
+    if figures:
+        for name, png in accuracy_vs_compute(frame).items():
+            target.write_bytes(f"plots/{name}.png", png)
 
 
 __all__ = ["compare_runs", "read_runs", "write_report"]

@@ -56,6 +56,12 @@ class SweepSpec(Frozen):
     ratios: list[float] = []
     #: images per class (Hard Truths), beside or instead of ratios
     ipcs: list[Annotated[int, Field(ge=1)]] = []
+    #: teachers as a sweep axis (Hard Truths Fig. 4: a weaker ResNet-18, a MobileNet-V2):
+    #: each recipe its own artifact and service; replaces ``teacher`` when given
+    teachers: list[RecipeSpec] = []
+    #: add the full-data arm (random at ratio 1) once per dataset, arch, compute level,
+    #: label mode and seed: the reference every subset size is compared with at equal compute
+    full_data: bool = False
     label_modes: list[LabelModeSpec] = Field(min_length=1)
     seeds: list[Seed] = Field([0], min_length=1)
     budget: BudgetAxisSpec = BudgetAxisSpec()
@@ -118,6 +124,18 @@ class SweepSpec(Frozen):
             from coretune.train.models import check_model_name
 
             check_model_name(v.arch, v.arch_args)
+        return v
+
+    @field_validator("teachers")
+    @classmethod
+    def _teachers(cls, v: list[RecipeSpec], info: ValidationInfo) -> list[RecipeSpec]:
+        if len({repr(t.key_dump()) for t in v}) != len(v):
+            raise ValueError("teachers lists a recipe twice")
+        if registries_checked(info):
+            from coretune.train.models import check_model_name
+
+            for t in v:
+                check_model_name(t.arch, t.arch_args)
         return v
 
     @field_validator("augment", "teacher", "dynamics")
@@ -272,6 +290,10 @@ def _check_proxy(trial: TrialSpec) -> None:
                         f"{first.get('input')!r})") from None
 
 
+#: the full-data arm's selector: every image is kept at ratio 1, whatever the selector
+FULL_DATA_ARM = SelectorSpec(name="random")
+
+
 def ipc_ratio(spec: SweepSpec, data: DataSpec, ipc: int,
               train_sizes: Mapping[DataSpec, int] | None) -> float:
     """The share of the training split that ``ipc`` images of every class make (1.0, a
@@ -296,9 +318,13 @@ def expand(spec: SweepSpec, train_sizes: Mapping[DataSpec, int] | None = None
 
     trials, seen = [], set()
     sizes = [(float(r), None) for r in spec.ratios] + [(None, int(i)) for i in spec.ipcs]
-    for data, arch, sel, (ratio, ipc), budget, lm, seed in itertools.product(
-            spec.datasets, spec.archs, spec.selectors, sizes, spec.budget.expand(),
-            spec.label_modes, spec.seeds):
+    combos = list(itertools.product(spec.datasets, spec.archs, spec.selectors, sizes,
+                                    spec.budget.expand(), spec.label_modes, spec.seeds))
+    if spec.full_data:  # one full-data arm per compute level, shared by every subset size
+        combos += [(d, a, FULL_DATA_ARM, (1.0, None), b, lm, s) for d, a, b, lm, s in
+                   itertools.product(spec.datasets, spec.archs, spec.budget.expand(),
+                                     spec.label_modes, spec.seeds)]
+    for data, arch, sel, (ratio, ipc), budget, lm, seed in combos:
         if ipc is None and get_selector(sel.name).synthesizes:
             continue  # a synthetic set is sized by images per class only
         if ipc is not None:
@@ -308,20 +334,24 @@ def expand(spec: SweepSpec, train_sizes: Mapping[DataSpec, int] | None = None
         def resolve(a: AugmentSpec | None, default: AugmentSpec = default_aug) -> AugmentSpec:
             return default if a is None else a
 
-        for args, labels in itertools.product(sel.expand(), lm.expand()):
+        teachers = spec.teachers or [spec.teacher]
+        for args, labels, teacher in itertools.product(sel.expand(), lm.expand(), teachers):
             trial = _with_recipes(TrialSpec(
                 sweep=spec.name, dataset=data, arch=arch.name, arch_args=arch.args,
                 selector=sel.name, selector_args=args, selector_proxy=sel.proxy,
                 ratio=float(ratio), ipc=ipc, seed=int(seed),
                 **labels, budget=budget, optimizer=lm.training(spec.optimizer),
                 augment=resolve(lm.augment if lm.augment is not None else spec.augment),
-                teacher=spec.teacher.model_copy(update={"augment": resolve(spec.teacher.augment)}),
+                teacher=teacher.model_copy(update={"augment": resolve(teacher.augment)}),
                 dynamics=spec.dynamics.model_copy(
                     update={"augment": resolve(spec.dynamics.augment)}),
                 metric=spec.metric))
             _check_proxy(trial)
             science = repr(trial.science())
             if science in seen:
+                if sel is FULL_DATA_ARM or (len(teachers) > 1 and trial.teacher is None):
+                    continue  # the same arm: random at ratio 1 listed already, or a
+                    # student no teacher reaches, once per teacher of the axis
                 raise SpecError(f"search space {spec.name}: it lists the same trial more "
                                 "than once")
             seen.add(science)

@@ -93,3 +93,22 @@ def test_ratio_trials_keep_their_ids_when_ipcs_exist(write_spec):
     assert [t.trial_id("fp") for t in trials if t.ipc is None] == \
         [t.trial_id("fp") for t in plain]
     assert len(trials) == len(plain) * 3 // 2
+
+
+def test_the_full_data_arm_is_one_per_compute_level_mode_and_seed(write_spec):
+    spec = load_spec(write_spec("full", replace={
+        **IPC_SPEC, "ipcs: [1, 7]": "ipcs: [1, 7]\nfull_data: true",
+        "budget: {unit: iterations, value: 30, max_reports: 3}":
+            "budget: {unit: full_epochs, value: [1, 2], max_reports: 3}"}))
+    trials = expand(spec, {d: 1437 for d in spec.datasets})
+    full = [t for t in trials if t.ratio == 1.0]
+    assert len(full) == 2  # compute levels x one label mode x one seed
+    assert all(t.selector == "random" and t.ipc is None for t in full)
+    assert len(trials) == 2 * 2 * 2 + 2  # selectors x ipcs x compute + the full-data arms
+    # the grid listing random at ratio 1 already: the same arm, not a second one
+    both = load_spec(write_spec("both", replace={
+        **IPC_SPEC, "ipcs: [1, 7]": "ipcs: [1, 7]\nfull_data: true",
+        "ratios: []": "ratios: [1.0]",
+    }))
+    ids = [t.trial_id("fp") for t in expand(both, {d: 1437 for d in both.datasets})]
+    assert len(ids) == len(set(ids))
