@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,14 +132,51 @@ def check_shared(cache: str, out: str) -> None:
                 "(or pass --allow-node-local if every node mounts the same path)")
 
 
-def group_trials(trials: list[PlannedTrial], per_trial: int) -> list[list[PlannedTrial]]:
-    """Students that differ only in seed share a Tune trial, up to ``per_trial`` at a time."""
+#: ``students_per_trial: auto`` groups a configuration's seeds until a Tune trial trains
+#: this many images (Ray Tune's cost per trial, ~0.25 slot-seconds, is then under 1 % of a
+#: trial even at 100,000 images/s), at most AUTO_MAX students per Tune trial
+AUTO_IMAGES = 200_000
+AUTO_MAX = 16
+
+
+def images_per_student(t: PlannedTrial, datasets: dict[str, ImageDataset]) -> int:
+    """Training images the student will see, from its budget and coreset size alone."""
+    size = max(1, len(datasets[t.data_key].train_y))
+    n = budget_for(size, t.spec.ratio)
+    bs, spe, total, _ = plan_steps(n, t.spec.optimizer, t.spec.budget, size)
+    return images_seen(n, bs, spe, total)
+
+
+def auto_group_size(t: PlannedTrial, datasets: dict[str, ImageDataset]) -> int:
+    """Students per Tune trial under ``auto``: ⌊AUTO_IMAGES / images per student⌋ in
+    [1, AUTO_MAX] — a function of the budget, never of measured timings, so a plan is
+    reproducible."""
+    return max(1, min(AUTO_MAX, AUTO_IMAGES // max(1, images_per_student(t, datasets))))
+
+
+def group_trials(trials: list[PlannedTrial], per_trial: int | Callable[[PlannedTrial], int]
+                 ) -> list[list[PlannedTrial]]:
+    """Students that differ only in seed share a Tune trial (so ASHA stops a configuration
+    on its seeds' mean), up to ``per_trial`` at a time (a number, or a function of the
+    configuration's first student)."""
     by_config: dict[str, list[PlannedTrial]] = {}
     for t in trials:
         config = canonical_json({k: v for k, v in t.spec.science().items() if k != "seed"})
         by_config.setdefault(config, []).append(t)
-    return [members[i:i + per_trial] for members in by_config.values()
-            for i in range(0, len(members), per_trial)]
+    groups = []
+    for members in by_config.values():
+        size = per_trial(members[0]) if callable(per_trial) else per_trial
+        groups += [members[i:i + size] for i in range(0, len(members), size)]
+    return groups
+
+
+def grouping(spec: SweepSpec, datasets: dict[str, ImageDataset]
+             ) -> int | Callable[[PlannedTrial], int]:
+    """The sweep's students per Tune trial: its number, or the ``auto`` rule; at least
+    ``fuse`` (fused students share a Tune trial)."""
+    if spec.students_per_trial == "auto":
+        return lambda t: max(spec.fuse, auto_group_size(t, datasets))
+    return max(spec.students_per_trial, spec.fuse)
 
 
 MISSING = "missing:"
@@ -243,7 +281,7 @@ def plan_sweep(spec: str | Path | SweepSpec, out: str | Path, cache: str | Path 
     todo = [p for p in planned if done.get(p.trial_id) != (p.selection.key, p.teacher_key)]
     store = ArtifactStore(cache)
     plan = Plan(spec, results, store, datasets, todo, len(planned) - len(todo),
-                groups=group_trials(todo, max(spec.students_per_trial, spec.fuse)),
+                groups=group_trials(todo, grouping(spec, datasets)),
                 notes=notes)
     nodes: dict[str, Node] = {}
     for p in todo:
@@ -269,8 +307,11 @@ def packing(spec: SweepSpec, cpus: float | None = None, gpus: int | None = None)
     res = spec.resources
     cpus = float(os.cpu_count() or 1) if cpus is None else cpus
     gpus = torch.cuda.device_count() if gpus is None else gpus
-    per_trial = max(spec.students_per_trial, spec.fuse)
-    line = (f"packing: up to {per_trial} student(s) per Tune trial"
+    per_trial = (f"a configuration's seeds share a Tune trial until it trains "
+                 f"{AUTO_IMAGES:,} images (auto; at most {max(AUTO_MAX, spec.fuse)} "
+                 "students)" if spec.students_per_trial == "auto" else
+                 f"up to {max(spec.students_per_trial, spec.fuse)} student(s) per Tune trial")
+    line = (f"packing: {per_trial}"
             + (f", fused {spec.fuse} at a time" if spec.fuse > 1 else "")
             + f"; {res.cpu:g} CPU and {res.gpu:g} GPU per Tune trial")
     by_cpu = math.floor(cpus / res.cpu)

@@ -70,7 +70,9 @@ class SweepSpec(Frozen):
     teacher: RecipeSpec = RecipeSpec()
     dynamics: DynamicsSpec = DynamicsSpec()
     metric: str = "test_acc"
-    students_per_trial: int = Field(1, ge=1)
+    #: students (seeds of one configuration) per Tune trial; ``auto``: as many as make a
+    #: Tune trial train 200,000 images (driver/plan.py ``auto_group_size``), up to 16
+    students_per_trial: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     #: train up to this many students that differ only by seed as one fused model
     #: (coretune.train.fused); execution only, never in a key; groups hold at least this many
     fuse: int = Field(1, ge=1)
