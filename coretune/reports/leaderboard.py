@@ -132,12 +132,28 @@ def _configs(group: pd.DataFrame) -> pd.Series:
     (i.e. that the sweep varies besides the seed); "" when there are none."""
     out = pd.Series("", index=group.index, dtype=object)
     group = group.assign(**{c: group[c].fillna("{}") for c in _ARGS_COLUMNS if c in group})
+    group = group.assign(teacher=teacher_labels(group))  # teachers as a sweep axis
     for _, sub in group.groupby(["selector", "label_mode"], sort=False):
-        cols = [c for c in CONFIG_COLUMNS if c in sub
+        cols = [c for c in (*CONFIG_COLUMNS, "teacher") if c in sub
                 and (sub[c].astype(str).groupby(sub["_ratio"]).nunique() > 1).any()]
         for idx, rec in sub[cols].iterrows():
             out[idx] = ", ".join(_setting(c, rec[c]) for c in cols)
     return out
+
+
+def teacher_labels(rows: pd.DataFrame) -> pd.Series:
+    """Each row's teacher as ``arch (test accuracy)`` (from its spec and teacher columns),
+    "" for a student without one: what tells the cells of two teachers apart."""
+    specs = rows["trial_spec"] if "trial_spec" in rows else pd.Series(None, index=rows.index)
+    accs = rows["teacher_test_acc"] if "teacher_test_acc" in rows else specs
+    out = []
+    for spec, acc in zip(specs, accs, strict=True):
+        teacher = (json.loads(spec).get("teacher") if isinstance(spec, str) and spec
+                   else None) or {}
+        arch = teacher.get("arch")
+        out.append("" if arch is None else arch + (
+            f" ({100 * float(acc):.1f}%)" if isinstance(acc, float) and acc == acc else ""))
+    return pd.Series(out, index=rows.index, dtype=object)
 
 
 def _setting(column: str, value: object) -> str:

@@ -194,3 +194,23 @@ def test_a_narrow_terminal_folds_cells_and_never_truncates_them() -> None:
     render_rich(leaderboard_tables(_frame(rows)), Console(file=buf, width=60))
     text = buf.getvalue()
     assert "…" not in text and "seeds 0–99" in text.replace("\n", "")
+
+
+def test_teachers_as_an_axis_split_the_cells_and_one_teacher_does_not() -> None:
+    import json
+
+    def row(i: int, arch: str, acc: float, t_acc: float) -> dict:
+        spec = json.dumps({"teacher": {"arch": arch, "seed": 0}, "seed": i % 2})
+        return make_trial_row(trial_id=f"{arch}{i}", seed=i % 2, label_mode="kd",
+                              teacher_key=f"teacher-{arch}", teacher_test_acc=t_acc,
+                              test_acc=acc) | {"trial_spec": spec}
+
+    two = [row(i, "resnet18", 0.6 + 0.02 * i, 0.75) for i in range(2)] + \
+          [row(i, "mobilenetv2", 0.5 + 0.02 * i, 0.7) for i in range(2)]
+    (board,) = leaderboard_tables(_frame(two))
+    assert sorted(r.config for r in board.rows) == ["teacher=mobilenetv2 (70.0%)",
+                                                    "teacher=resnet18 (75.0%)"]
+    cell = board.cell("random", "kd", 0.1, "teacher=resnet18 (75.0%)")
+    assert cell.mean == pytest.approx(61.0)  # type: ignore[union-attr]
+    (one,) = leaderboard_tables(_frame(two[:2]))
+    assert [r.config for r in one.rows] == [""]
