@@ -44,7 +44,7 @@ from coretune.train.augment import EpochViews, add_input_noise, make_views
 from coretune.train.data import DeviceData
 from coretune.train.evaluate import Evaluator, autocast
 from coretune.train.labels import LabelSource, stacked_losses
-from coretune.train.loop import RngState, make_optimizer, plan_steps
+from coretune.train.loop import RngState, make_optimizer, plan_steps, train_mode
 from coretune.train.mixing import batch_slice, epoch_order, mix_batches
 
 
@@ -150,7 +150,7 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
             s.labels.begin_segment(s.seed, np.arange(seg_start, report_epoch), idx)
         with rng:
             for epoch in range(seg_start, report_epoch):
-                stacked.train()
+                train_mode(stacked.template, n)
                 perm_host = torch.stack([epoch_order(s.seed, epoch, n)
                                          for s in students])  # [K, n]
                 perm = perm_host.to(dev)

@@ -130,6 +130,17 @@ def plan_steps(n: int, optim: OptimizerSpec, budget: BudgetSpec,
     return bs, spe, total, report_epochs
 
 
+def train_mode(model: nn.Module, n: int) -> None:
+    """``model.train()`` for training on ``n`` samples; on one sample its BatchNorm layers
+    stay in eval mode and normalise with their running statistics (a batch of one image
+    has no batch variance: BatchNorm cannot train on it)."""
+    model.train()
+    if n < 2:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def images_seen(n: int, batch_size: int, steps_per_epoch: int, steps: int) -> int:
     """Images a run of ``steps`` steps over ``n`` samples sees (whole epochs of ``n``, then
     the next epoch's first batches, which are full: only an epoch's last batch is short)."""
@@ -221,7 +232,7 @@ def train_steps(
         labels.begin_segment(seed, np.arange(seg_start, report_epoch), np_idx)
         with rng:
             for epoch in range(seg_start, report_epoch):
-                model.train()
+                train_mode(model, n)
                 perm_host = epoch_order(seed, epoch, n)
                 perm = perm_host.to(dev)
                 views = EpochViews(seed, epoch, np_idx, aug, dev)
@@ -299,4 +310,4 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, labels: Label
 __all__ = ["Hooks", "RngState", "TrainResult", "autocast", "budget_images", "epoch_seed",
            "images_seen", "init_model",
            "make_optimizer",
-           "plan_steps", "predict_logits", "train", "train_steps"]
+           "plan_steps", "predict_logits", "train", "train_mode", "train_steps"]
