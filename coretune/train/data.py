@@ -12,6 +12,7 @@ looked at and how to provide it.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -191,12 +192,42 @@ def check_data_spec(spec: DataSpec) -> None:
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (kept, held-out) positions, ``fraction`` held out per class (scikit-learn)."""
+    """Sorted (kept, held-out) positions, ``fraction`` held out per class (scikit-learn).
+
+    Where scikit-learn refuses — a class with a single member (a pseudo-label cluster of
+    one), or fewer held-out samples than classes (a small split of many classes) — the
+    ⌈fraction·N⌉ held-out samples are spread over the classes by their shares (largest
+    remainders first, ties at random), every class keeping at least one sample."""
     from sklearn.model_selection import train_test_split
 
-    keep, held = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels,
-                                  random_state=seed)
+    try:
+        keep, held = train_test_split(np.arange(len(labels)), test_size=fraction,
+                                      stratify=labels, random_state=seed)
+    except ValueError:
+        keep, held = _spread_split(np.asarray(labels), fraction, seed)
     return np.sort(keep), np.sort(held)
+
+
+def _spread_split(labels: np.ndarray, fraction: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, 0x5B117])
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    share = fraction * counts
+    room = counts - 1  # every class keeps one
+    take = np.minimum(np.floor(share).astype(np.int64), room)
+    extra = math.ceil(fraction * len(labels)) - int(take.sum())
+    for c in np.lexsort((rng.random(len(classes)), -(share - take))):
+        if extra <= 0:
+            break
+        if take[c] < room[c]:
+            take[c] += 1
+            extra -= 1
+    if not take.sum():
+        raise DataError(f"a split holding out {fraction:g} of {len(labels)} samples in "
+                        f"{len(classes)} classes holds out none: every class has one sample")
+    held = np.concatenate([rng.permutation(np.flatnonzero(inverse == c))[:take[c]]
+                           for c in range(len(classes))])
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 def noisy_labels(labels: np.ndarray, num_classes: int, noise) -> np.ndarray:
