@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                         "node mounts the same path)")
     s.add_argument("--dry-run", action="store_true",
                    help="print the plan (trials, artifacts, what is cached) and stop")
+    s.add_argument("--smoke", action="store_true",
+                   help="a smoke run: the space shrunk to minutes (one seed, two ratios, "
+                        "short budgets, small archs and grids; every selector, label mode, "
+                        "arch and artifact kind kept); its rows are never compared with "
+                        "the papers")
     s.add_argument("--no-report", action="store_true", help="skip the leaderboard at the end")
     s.add_argument("--quiet", action="store_true",
                    help="no live progress view and no summary dump (for CI logs)")
@@ -114,7 +119,12 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     from coretune.search_spaces.schema import load_spec
 
     spec = load_spec(args.spec, args.overrides)  # before torch and Ray
-    from coretune.driver.plan import describe, plan_sweep
+    from coretune.driver.plan import describe, local_resources, plan_sweep
+
+    if args.smoke:
+        from coretune.search_spaces.smoke import smoke_spec
+
+        spec = smoke_spec(spec, gpu=args.address is not None or local_resources()["GPU"] > 0)
 
     plan = plan_sweep(spec, args.out, args.cache, args.data_root, args.download,
                       cluster=args.address is not None and not args.allow_node_local,

@@ -253,6 +253,8 @@ class TrialSpec(Frozen):
     teacher: RecipeSpec | None = None
     dynamics: DynamicsSpec | None = None
     metric: str = "test_acc"
+    #: a student of a smoke run (``coretune sweep --smoke``): its row says so; never in a key
+    smoke: bool = Field(False, json_schema_extra=EXECUTION_ONLY)
 
     @property
     def beta(self) -> float | None:

@@ -350,7 +350,9 @@ def compute_arms(plan: Plan) -> list[str]:
 def describe(plan: Plan) -> str:
     """What ``--dry-run`` prints: students, Tune trials, artifacts and which are cached."""
     total = len(plan.trials) + plan.skipped
-    lines = [f"sweep {plan.spec.name}: {total} trials ({len(plan.trials)} to run, "
+    smoke = " (a smoke run: shrunk by --smoke, never compared with the papers)" \
+        if plan.spec.smoke else ""
+    lines = [f"sweep {plan.spec.name}{smoke}: {total} trials ({len(plan.trials)} to run, "
              f"{plan.skipped} already ok) in {len(plan.groups)} Tune trials",
              f"artifacts: {len(plan.nodes)} needed, {len(plan.cached)} cached, "
              f"{len(plan.missing)} to build", packing(plan.spec),

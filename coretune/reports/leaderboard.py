@@ -27,6 +27,8 @@ CONFIG_COLUMNS = ("selector_args", "arch_args", "tau", "lam", "eps", "beta", "bu
 #: JSON columns of arguments, read as {} where a row has none (older parts lack label_args)
 _ARGS_COLUMNS = {"selector_args": "", "arch_args": "arch", "label_args": "labels"}
 RATIO_TOL = 1e-9
+SMOKE_NOTE = ("A smoke run (coretune sweep --smoke: a shrunk space): its numbers are never "
+              "compared with the papers.")
 
 
 class RowKey(NamedTuple):
@@ -77,12 +79,17 @@ class Leaderboard:
     seeds: list[int]
     paper: dict[tuple[RowKey, float], list[PaperValue]] | None = None  # None: none published
     full_data: list[PaperValue] = field(default_factory=list)
+    smoke: bool = False  # a smoke run's rows (--smoke): never set beside the papers
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset} / {self.arch}" + (" (smoke run)" if self.smoke else "")
 
     @property
     def title(self) -> str:
         teacher = "" if self.teacher_test_acc is None else \
             f" (teacher {self.teacher_test_acc:.2f}%)"
-        return f"{self.dataset} / {self.arch}{teacher}"
+        return f"{self.name}{teacher}"
 
     def header(self) -> str:
         teacher = "n/a" if self.teacher_test_acc is None else f"{self.teacher_test_acc:.2f}%"
@@ -195,7 +202,10 @@ def _full_data(dataset: str, arch: str) -> list[PaperValue]:
             for h in ref[ref["method"] == "full_dataset"].itertuples()]
 
 
-def _board(dataset: str, arch: str, everything: pd.DataFrame) -> Leaderboard | None:
+def _board(dataset: str, arch: str, everything: pd.DataFrame, smoke: bool = False
+           ) -> Leaderboard | None:
+    """The board of one (dataset, arch); a smoke run's (``smoke``) is never matched to the
+    papers' cells or full-data accuracies."""
     done = everything[everything["status"].isin(["ok", "stopped"])
                       & everything["test_acc"].notna()].copy()
     if done.empty:
@@ -228,14 +238,18 @@ def _board(dataset: str, arch: str, everything: pd.DataFrame) -> Leaderboard | N
         n_trials=len(done), n_stopped=int((done["status"] == "stopped").sum()),
         n_excluded=len(everything) - len(done),
         seeds=sorted(int(s) for s in done["seed"].unique()),
-        paper=_paper_values(dataset, arch, rows, ratios), full_data=_full_data(dataset, arch))
+        paper=None if smoke else _paper_values(dataset, arch, rows, ratios),
+        full_data=[] if smoke else _full_data(dataset, arch), smoke=smoke)
 
 
 def leaderboard_tables(trials: pd.DataFrame) -> list[Leaderboard]:
-    """One :class:`Leaderboard` per (dataset, arch) that has finished trials, sorted."""
+    """One :class:`Leaderboard` per (dataset, arch) that has finished trials, sorted; a
+    smoke run's rows (``smoke``) make boards of their own, never compared with the papers."""
     boards = []
-    for (dataset, arch), group in trials.groupby(["dataset", "arch"], sort=True):
-        board = _board(str(dataset), str(arch), group)
+    smoke = trials["smoke"].eq(True) if "smoke" in trials else False  # null: older parts
+    for (dataset, arch, is_smoke), group in trials.assign(_smoke=smoke).groupby(
+            ["dataset", "arch", "_smoke"], sort=True):
+        board = _board(str(dataset), str(arch), group, smoke=bool(is_smoke))
         if board is not None:
             boards.append(board)
     return boards
@@ -302,14 +316,17 @@ def render_markdown(boards: list[Leaderboard]) -> str:
         return "\n".join(out + ["No finished trials (status ok or stopped, with a test "
                                 "accuracy) to report.", ""])
     for b in boards:
-        out += [f"## {b.dataset} / {b.arch}", "", b.header(), ""]
+        out += [f"## {b.name}", "", b.header(), ""]
         if b.full_data:
             out += ["Full-data accuracy in the papers: "
                     + ", ".join(v.text() for v in b.full_data), ""]
         out += ["Test accuracy (%), mean ± std over seeds (n = seeds); **bold** = best in "
                 "its column, <u>underlined</u> = second.", ""]
         out += _md_table(b, with_paper=False) + [""]
-        out += [f"### {b.dataset} / {b.arch}: ours vs. the papers", ""]
+        out += [f"### {b.name}: ours vs. the papers", ""]
+        if b.smoke:
+            out += [SMOKE_NOTE, ""]
+            continue
         if b.paper is None:
             out += [f"No published numbers for {b.dataset}/{b.arch} in the paper tables.", ""]
             continue
@@ -349,6 +366,8 @@ def render_rich(boards: list[Leaderboard], console: Console) -> None:
         console.print(_rich_table(board, with_paper=False))
         if board.paper:
             console.print(_rich_table(board, with_paper=True))
+        elif board.smoke:
+            console.print(SMOKE_NOTE, markup=False)
         elif board.paper is None:
             console.print(f"No published numbers for {board.dataset}/{board.arch} "
                           "in the paper tables.", markup=False)

@@ -54,7 +54,8 @@ def read_runs(dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
 def compare_runs(trials: pd.DataFrame, dirs: list[str]) -> str:
     """Cell by cell, run A against run B: means, difference, Welch's t-test."""
     a, b = dirs[0], dirs[1]
-    boards = {d: {(x.dataset, x.arch): x for x in leaderboard_tables(trials[trials["run"] == d])}
+    boards = {d: {(x.dataset, x.arch, x.smoke): x
+                  for x in leaderboard_tables(trials[trials["run"] == d])}
               for d in (a, b)}
     lines = [f"# {a} vs {b}", "", "| dataset / arch | selector | label mode | ratio | "
              f"{a} | {b} | Δ (B − A) | p (Welch) |", "|---|---|---|---:|---:|---:|---:|---:|"]
@@ -65,7 +66,7 @@ def compare_runs(trials: pd.DataFrame, dirs: list[str]) -> str:
             if ca is None or cb is None:
                 continue
             p = welch(ca.values, cb.values)
-            lines.append(f"| {key[0]} / {key[1]} | {selector_label(row)} | {row.label_mode} | "
+            lines.append(f"| {ba.name} | {selector_label(row)} | {row.label_mode} | "
                          f"{ratio_label(ratio)} | {ca.text()} | {cb.text()} | "
                          f"{cb.mean - ca.mean:+.2f} | {'–' if p is None else f'{p:.3f}'} |")
     return "\n".join(lines) + "\n"

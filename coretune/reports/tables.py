@@ -49,6 +49,7 @@ TRIALS = _schema(
     ("retries", _I64, True),
     ("label_args", _STR, True),  # added with top-k soft labels; null in older parts: {}
     ("ipc", _I64, True),  # images per class (Hard Truths); null for ratio trials
+    ("smoke", pa.bool_(), True),  # a smoke run's row (--smoke); null in older parts: false
 )
 
 CURVES = _schema(

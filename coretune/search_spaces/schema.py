@@ -33,6 +33,7 @@ from coretune.search_spaces.settings import BudgetAxisSpec, ResourcesSpec, Sched
 from coretune.selectors import SELECTORS, get_selector
 from coretune.selectors.base import proxy_recipe
 from coretune.spec import (
+    EXECUTION_ONLY,
     AugmentSpec,
     DataSpec,
     DynamicsSpec,
@@ -82,6 +83,9 @@ class SweepSpec(Frozen):
     retries: int = Field(1, ge=0)  # a Tune trial that raises is re-run this many times
     resources: ResourcesSpec = ResourcesSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
+    #: a smoke run: set by ``--smoke`` with the shrink (search_spaces/smoke.py), never by a
+    #: file; execution only (the shrink changes the keys, the flag never)
+    smoke: bool = Field(False, json_schema_extra=EXECUTION_ONLY)
 
     @field_validator("name")
     @classmethod
@@ -253,6 +257,9 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     ``include:`` files and ``--set`` overrides (see :mod:`coretune.search_spaces.files`)."""
     path = resolve_spec_path(path)
     data = apply_overrides(read_with_includes(path), overrides)
+    if isinstance(data, dict) and "smoke" in data:
+        raise SpecError(f"invalid search space {path}: field 'smoke' is set by --smoke "
+                        "(coretune sweep SPACE --smoke), which shrinks the space too")
     return parse_spec(data, str(path))
 
 
@@ -347,7 +354,7 @@ def expand(spec: SweepSpec, train_sizes: Mapping[DataSpec, int] | None = None
                 teacher=teacher.model_copy(update={"augment": resolve(teacher.augment)}),
                 dynamics=spec.dynamics.model_copy(
                     update={"augment": resolve(spec.dynamics.augment)}),
-                metric=spec.metric))
+                metric=spec.metric, smoke=spec.smoke))
             _check_proxy(trial)
             science = repr(trial.science())
             if science in seen:

@@ -146,6 +146,9 @@ class DatasetInfo:
     num_classes: int
     augment: AugmentSpec | Callable[[DataSpec], AugmentSpec]
     test_fraction: float | None = None  # default split if there is no canonical test split
+    #: the side images are decoded at when the spec sets no ``image_size`` (folder
+    #: datasets); None: the files fix it and ``DataSpec.image_size`` is not read
+    image_size: int | None = None
 
     def augment_for(self, spec: DataSpec) -> AugmentSpec:
         """The default augmentation of this dataset under ``spec``'s options."""
@@ -157,13 +160,15 @@ DATASETS: Registry[DatasetInfo] = Registry("dataset", UnknownDatasetError)
 
 def register_dataset(name: str, default_root: Callable[[Path | None], Path], num_classes: int,
                      augment: AugmentSpec | Callable[[DataSpec], AugmentSpec],
-                     test_fraction: float | None = None, replace: bool = False
-                     ) -> Callable[[Loader], Loader]:
-    """Register ``loader(root, download, spec) -> Splits`` under ``name``."""
+                     test_fraction: float | None = None, replace: bool = False,
+                     image_size: int | None = None) -> Callable[[Loader], Loader]:
+    """Register ``loader(root, download, spec) -> Splits`` under ``name`` (``image_size``:
+    the default decoded side of a dataset that reads ``DataSpec.image_size``)."""
 
     def decorate(fn: Loader) -> Loader:
         DATASETS.add(name, DatasetInfo(name, fn, default_root, num_classes, augment,
-                                       test_fraction), origin=origin_of(fn), replace=replace)
+                                       test_fraction, image_size), origin=origin_of(fn),
+                     replace=replace)
         return fn
 
     return decorate

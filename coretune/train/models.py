@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any
 
@@ -35,6 +35,9 @@ class ModelInfo:
     name: str
     builder: ModelBuilder
     timm_model: str | None = None
+    #: arguments that make it cheap for a smoke run (``coretune sweep --smoke``), each an
+    #: upper bound on the argument (width, depth): the same architecture, smaller
+    smoke: Mapping[str, int] = field(default_factory=dict)
 
     @cached_property
     def arguments(self) -> TypedArguments | None:
@@ -77,13 +80,17 @@ MODELS: Registry[ModelInfo] = Registry("arch", UnknownModelError)
 MODELS.add_prefix(TIMM_PREFIX, _timm_model)
 
 
-def register_model(name: str, *, replace: bool = False
-                   ) -> Callable[[ModelBuilder], ModelBuilder]:
+def register_model(name: str, *, smoke: Mapping[str, int] | None = None,
+                   replace: bool = False) -> Callable[[ModelBuilder], ModelBuilder]:
     """Register ``builder(input_shape, num_classes, **args) -> nn.Module`` under ``name``;
-    its keyword arguments, typed, are what a spec's ``args`` may set."""
+    its keyword arguments, typed, are what a spec's ``args`` may set. ``smoke``: upper
+    bounds on size arguments it takes (``{"width": 16}``) that a smoke run applies."""
 
     def decorate(fn: ModelBuilder) -> ModelBuilder:
-        MODELS.add(name, ModelInfo(name, fn), origin=origin_of(fn), replace=replace)
+        info = ModelInfo(name, fn, smoke=dict(smoke or {}))
+        if info.smoke:
+            info.validate_args(info.smoke)  # a declaration the builder refuses fails here
+        MODELS.add(name, info, origin=origin_of(fn), replace=replace)
         return fn
 
     return decorate
@@ -154,7 +161,7 @@ def small_cnn(input_shape: tuple[int, int, int], num_classes: int, width: Size =
     return nn.Sequential(*layers)
 
 
-@register_model("convnet")
+@register_model("convnet", smoke={"width": 32})
 def convnet(input_shape: tuple[int, int, int], num_classes: int, depth: Size = 3,
             width: Size = 128) -> nn.Module:
     """The dataset-distillation literature's ConvNet-D``depth`` (DC, Zhao et al. ICLR 2021;
@@ -178,40 +185,64 @@ def convnet(input_shape: tuple[int, int, int], num_classes: int, depth: Size = 3
     return nn.Sequential(*layers)
 
 
-def _cifar_resnet(depth: int, input_shape: tuple[int, int, int], num_classes: int
-                  ) -> nn.Module:
+def _cifar_resnet(depth: int, input_shape: tuple[int, int, int], num_classes: int,
+                  width: int = 64) -> nn.Module:
+    """torchvision's ResNet with the CIFAR stem; ``width`` channels in the first stage
+    (64: torchvision's own network, built exactly as before; else every stage scaled)."""
     import torchvision
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-    model = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
-    model.conv1 = nn.Conv2d(input_shape[0], 64, 3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
+    if width == 64:
+        model = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
+        model.conv1 = nn.Conv2d(input_shape[0], 64, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+        return model
+    block, layers = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
+                     50: (Bottleneck, [3, 4, 6, 3])}[depth]
+    model = ResNet(block, [1, 1, 1, 1], num_classes=num_classes)  # the attributes; rebuilt:
+    model.inplanes = width
+    model.conv1 = nn.Conv2d(input_shape[0], width, 3, stride=1, padding=1, bias=False)
+    model.bn1, model.maxpool = nn.BatchNorm2d(width), nn.Identity()
+    for i, blocks in enumerate(layers):
+        setattr(model, f"layer{i + 1}", model._make_layer(block, width << i, blocks,
+                                                          stride=1 if i == 0 else 2))
+    model.fc = nn.Linear((width << 3) * block.expansion, num_classes)
+    for m in model.modules():  # torchvision's initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return model
 
 
-@register_model("resnet18")
-def resnet18(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """ResNet-18 (He et al. 2016) with the CIFAR stem: 3×3 stride-1 first conv, no max-pool."""
-    return _cifar_resnet(18, input_shape, num_classes)
+@register_model("resnet18", smoke={"width": 8})
+def resnet18(input_shape: tuple[int, int, int], num_classes: int, width: Size = 64
+             ) -> nn.Module:
+    """ResNet-18 (He et al. 2016) with the CIFAR stem: 3×3 stride-1 first conv, no max-pool;
+    ``width`` channels in the first stage (64, doubling per stage)."""
+    return _cifar_resnet(18, input_shape, num_classes, width)
 
 
-@register_model("resnet34")
-def resnet34(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+@register_model("resnet34", smoke={"width": 8})
+def resnet34(input_shape: tuple[int, int, int], num_classes: int, width: Size = 64
+             ) -> nn.Module:
     """ResNet-34 with the CIFAR stem (ELFS's ImageNet arch; the soft-label paper's T6)."""
-    return _cifar_resnet(34, input_shape, num_classes)
+    return _cifar_resnet(34, input_shape, num_classes, width)
 
 
-@register_model("resnet50")
-def resnet50(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+@register_model("resnet50", smoke={"width": 8})
+def resnet50(input_shape: tuple[int, int, int], num_classes: int, width: Size = 64
+             ) -> nn.Module:
     """ResNet-50 with the CIFAR stem (ELFS's transfer tables)."""
-    return _cifar_resnet(50, input_shape, num_classes)
+    return _cifar_resnet(50, input_shape, num_classes, width)
 
 
-@register_model("vgg16")
-def vgg16(input_shape: tuple[int, int, int], num_classes: int, batchnorm: bool = True
-          ) -> nn.Module:
+@register_model("vgg16", smoke={"width": 8})
+def vgg16(input_shape: tuple[int, int, int], num_classes: int, batchnorm: bool = True,
+          width: Size = 64) -> nn.Module:
     """VGG-16 (Simonyan & Zisserman 2015) in CIFAR form: the 13 conv layers (BatchNorm by
-    default), global pooling and one linear classifier (the soft-label paper's T5, T8)."""
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+    default), global pooling and one linear classifier (the soft-label paper's T5, T8);
+    ``width`` channels in the first block (64, doubling to 8× in the last ones)."""
+    cfg = [width * m if isinstance(m, int) else m for m in
+           [1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8]]
     layers: list[nn.Module] = []
     cin = input_shape[0]
     size = input_shape[1]
@@ -226,11 +257,11 @@ def vgg16(input_shape: tuple[int, int, int], num_classes: int, batchnorm: bool =
             layers.append(nn.BatchNorm2d(int(v)))
         layers.append(nn.ReLU(inplace=True))
         cin = int(v)
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * width, num_classes)]
     return nn.Sequential(*layers)
 
 
-@register_model("vit_small")
+@register_model("vit_small", smoke={"embed_dim": 48, "depth": 2})
 def vit_small(input_shape: tuple[int, int, int], num_classes: int, patch_size: Size = 4,
               embed_dim: Size = 192, depth: Size = 6, num_heads: Size = 3) -> nn.Module:
     """A small Vision Transformer (Dosovitskiy et al. 2021) for small images: timm's

@@ -13,6 +13,8 @@ from coretune.reports.leaderboard import RowKey, leaderboard_tables, render_mark
 from coretune.reports.paper import (
     LABEL_MODE_TO_PAPER,
     PAPER_FILES,
+    PAPER_METHOD,
+    PAPER_TO_LABEL_MODE,
     full_dataset_accuracy,
     load_paper_tables,
     paper_reference,
@@ -60,6 +62,32 @@ def test_the_paper_join_finds_each_published_cell(row) -> None:
     (board,) = leaderboard_tables(trials)
     values = board.paper[RowKey(ours, mode), board.ratios[0]]
     assert any(v.mean == pytest.approx(float(row.mean)) for v in values)
+
+
+def test_smoke_rows_are_never_set_beside_the_papers() -> None:
+    """A smoke run's rows (``--smoke``) make a board of their own, without the published
+    figures a real run of the same cells gets, and never share its cells."""
+    from coretune.reports.leaderboard import SMOKE_NOTE
+
+    row = MAIN_ROWS[0]
+    ours = {v: k for k, v in PAPER_METHOD.items()}.get(row.method, row.method)
+    mode = PAPER_TO_LABEL_MODE[row.label_mode]
+    rows = [make_trial_row(trial_id=f"t{i}", dataset=row.dataset, arch=row.arch,
+                           selector=ours, label_mode=mode, seed=i % 2,
+                           ratio=float(row.selection_ratio), test_acc=0.5 + 0.1 * (i >= 2))
+            | {"smoke": i >= 2} for i in range(4)]
+    trials = S.to_table(rows, S.TRIALS).to_pandas()
+    real, smoke = leaderboard_tables(trials)
+    assert not real.smoke and real.paper and real.full_data is not None
+    assert smoke.smoke and smoke.paper is None and smoke.full_data == []
+    cell = (RowKey(ours, mode), real.ratios[0])
+    assert real.cells[cell].mean == pytest.approx(50.0) and real.cells[cell].n == 2
+    assert smoke.cells[cell].mean == pytest.approx(60.0) and smoke.cells[cell].n == 2
+    text = render_markdown([real, smoke])
+    assert f"## {row.dataset} / {row.arch} (smoke run)" in text and SMOKE_NOTE in text
+    assert text.count("| paper ") == 1  # the real run's cell only
+    older = trials.drop(columns="smoke")  # parts written before the column: not smoke
+    assert [b.smoke for b in leaderboard_tables(older)] == [False]
 
 
 def test_load_paper_tables_concatenates_both_files() -> None:

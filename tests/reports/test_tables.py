@@ -28,6 +28,7 @@ TRIAL_COLUMNS = [
     "selection_key", "group_id", "arch_args", "trial_spec", "diverged_at_step", "retries",
     "label_args",  # with top-k soft labels, nullable
     "ipc",  # images per class, nullable
+    "smoke",  # a smoke run's row (--smoke), nullable
 ]
 
 

@@ -125,4 +125,5 @@ def folder_augment(spec: DataSpec) -> AugmentSpec:
 
 
 for _name, _k in (("tiny_imagenet", 200), ("imagenet1k", 1000)):
-    register_dataset(_name, env_root(_name), _k, folder_augment)(_folder_dataset(_name, _k))
+    register_dataset(_name, env_root(_name), _k, folder_augment, image_size=DEFAULT_SIZE)(
+        _folder_dataset(_name, _k))
