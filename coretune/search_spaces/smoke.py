@@ -14,11 +14,12 @@ students per trial, fusing) and only ever lowers what the space says, rule by ru
 - **student budget** — one epoch, :data:`STUDENT_STEPS` iterations, that many batches of
   images, or one full-data epoch (a budget axis keeps its smallest and largest value,
   each shrunk); at most :data:`STUDENT_REPORTS` reports;
-- **recipes** — ``teacher:`` one epoch, ``dynamics:`` :data:`DYNAMICS_EPOCHS` (CLD
-  correlates loss differences over three), each selector's own proxy run (NFG's 10 epochs)
-  :data:`PROXY_EPOCHS` as a ``proxy:`` override; in iterations or batches of images
-  :data:`RECIPE_STEPS`; at most :data:`RECIPE_REPORTS` reports, ``el2n_epoch`` within the
-  epochs, at most two dynamics ``runs``; CAD-Prune's proxy follows the students' budget;
+- **recipes** — ``teacher:`` (and each of ``teachers:``) one epoch, ``dynamics:``
+  :data:`DYNAMICS_EPOCHS` (CLD correlates loss differences over three), each selector's own
+  proxy run (NFG's 10 epochs) :data:`PROXY_EPOCHS` as a ``proxy:`` override; in iterations
+  or batches of images :data:`RECIPE_STEPS`; at most :data:`RECIPE_REPORTS` reports,
+  ``el2n_epoch`` within the epochs, at most two dynamics ``runs``; CAD-Prune's proxy
+  follows the students' budget;
 - **architectures** — the same names, with the size bounds each model declares
   (``register_model(smoke=…)``: ResNets and VGG-16 at width 8, ConvNet at 32, the small
   ViT at 48 dimensions and depth 2), for students, recipes and proxies alike;
@@ -77,8 +78,10 @@ def smoke_spec(spec: SweepSpec, *, gpu: bool = False) -> SweepSpec:
         resources=spec.resources.model_dump() | ({} if gpu else {"gpu": 0.0,
                                                                   "teacher_gpu": 0.0})
         | {"cpu": min(spec.resources.cpu, 1.0)})
-    if getattr(spec, "ipcs", None):
+    if spec.ipcs:
         data["ipcs"] = _ipcs(spec.ipcs)
+    if spec.teachers:  # a teachers axis: every teacher kept, each shrunk
+        data["teachers"] = [_recipe(t, TEACHER_EPOCHS).model_dump() for t in spec.teachers]
     source = f"{spec.name} (smoke)"
     shrunk = parse_spec(data, source)
     proxies = [_proxy_override(shrunk, i) for i in range(len(shrunk.selectors))]

@@ -40,6 +40,7 @@ label_modes:
 budget: {unit: iterations, value: [100, 1000, 10000], max_reports: 10}
 optimizer: {batch_size: 64}
 teacher: {arch: resnet34, budget: {unit: epochs, value: 200}}
+teachers: [{arch: resnet34, budget: {unit: epochs, value: 200}}, {arch: small_cnn}]
 dynamics: {arch: resnet18, runs: 5, el2n_epoch: 20, budget: {unit: epochs, value: 50}}
 resources: {cpu: 4, gpu: 0.5, teacher_gpu: 0.25}
 scheduler: {name: asha, grace_period: 3}
@@ -62,6 +63,8 @@ def test_seeds_sizes_budgets_recipes_and_resources_shrink(rules):
         ("digits", None), ("tiny_imagenet", 32), ("imagenet1k", 16)]  # folder datasets only
     assert (s.budget.unit, s.budget.value, s.budget.max_reports) == ("iterations", [4], 2)
     assert (s.teacher.budget.value, s.teacher.budget.max_reports) == (1, 3)
+    assert [(t.arch, t.arch_args, t.budget.value) for t in s.teachers] == [
+        ("resnet34", {"width": 8}, 1), ("small_cnn", {}, 1)]  # every teacher kept
     d = s.dynamics
     assert (d.budget.unit, d.budget.value, d.runs, d.el2n_epoch) == ("epochs", 3, 2, 3)
     assert s.resources.model_dump() == {"cpu": 1.0, "gpu": 0.0, "teacher_gpu": 0.0,
@@ -112,7 +115,8 @@ def test_the_shrink_is_idempotent_and_keeps_every_trial_kind(rules):
     assert {(t.dataset.name, t.arch, t.selector, t.label_mode) for t in trials} == {
         (d.name, a.name, sel.name, lm.mode) for d in spec.datasets for a in spec.archs
         for sel in spec.selectors for lm in spec.label_modes}
-    assert all(t.smoke for t in trials) and len(trials) == 3 * 4 * 7 * 4 * 8
+    assert all(t.smoke for t in trials)
+    assert len(trials) == 3 * 4 * 7 * 4 * (8 + 4)  # the 4 soft settings: 2 teachers each
 
 
 @pytest.mark.parametrize("path", packaged_spaces(), ids=lambda p: p.stem)
