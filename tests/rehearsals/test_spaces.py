@@ -83,7 +83,7 @@ def test_every_packaged_space_has_a_rehearsal():
 @pytest.fixture(scope="module")
 def rehearsal_root():
     """One folder for the module: stand-in data shared by the spaces that read the same
-    datasets, and the decoded-image cache (set before Ray starts, so its workers see it)."""
+    datasets, and the decoded-image cache (the driver decodes; workers get the arrays)."""
     with tempfile.TemporaryDirectory(prefix="coretune-rehearsals-") as tmp:
         root = Path(tmp)
         previous = os.environ.get("CORETUNE_CACHE")
