@@ -100,7 +100,7 @@ def render_latex(boards: list[Leaderboard]) -> str:
            "% requires \\usepackage{booktabs}"]
     for b in boards:
         cols = "ll" + "r" * len(b.ratios)
-        out += [f"% {b.dataset} / {b.arch}: {b.header()}", "\\begin{tabular}{" + cols + "}",
+        out += [f"% {b.name}: {b.header()}", "\\begin{tabular}{" + cols + "}",
                 "\\toprule",
                 "Selector & Labels & " + " & ".join(_tex(ratio_label(r)) for r in b.ratios)
                 + " \\\\", "\\midrule"]
@@ -121,7 +121,7 @@ def render_latex(boards: list[Leaderboard]) -> str:
 
 CSV_COLUMNS = ["dataset", "arch", "selector", "config", "label_mode", "ratio", "mean", "std",
                "n", "rank", "delta_random", "p_random", "delta_random_soft", "p_random_soft",
-               "paper"]
+               "paper", "smoke"]
 
 
 def render_csv(boards: list[Leaderboard]) -> str:
@@ -144,5 +144,5 @@ def render_csv(boards: list[Leaderboard]) -> str:
                             "" if g is None or g.p is None else f"{g.p:.4g}",
                             "" if gs is None else f"{gs.delta:.4f}",
                             "" if gs is None or gs.p is None else f"{gs.p:.4g}",
-                            paper_text(b, row, r) or ""])
+                            paper_text(b, row, r) or "", b.smoke])
     return buf.getvalue()

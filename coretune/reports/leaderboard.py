@@ -98,8 +98,9 @@ class Leaderboard:
             trials += f", {self.n_stopped} stopped early"
         if self.n_excluded:
             trials += f", {self.n_excluded} excluded (error or no accuracy)"
-        return (f"dataset {self.dataset} · arch {self.arch} · teacher test acc {teacher} · "
-                f"{trials} · seeds {seed_ranges(self.seeds)}")
+        smoke = "a smoke run (--smoke) · " if self.smoke else ""
+        return (f"{smoke}dataset {self.dataset} · arch {self.arch} · teacher test acc "
+                f"{teacher} · {trials} · seeds {seed_ranges(self.seeds)}")
 
     def cell(self, selector: str, label_mode: str, ratio: float,
              config: str = "") -> Cell | None:

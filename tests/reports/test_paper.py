@@ -86,6 +86,14 @@ def test_smoke_rows_are_never_set_beside_the_papers() -> None:
     text = render_markdown([real, smoke])
     assert f"## {row.dataset} / {row.arch} (smoke run)" in text and SMOKE_NOTE in text
     assert text.count("| paper ") == 1  # the real run's cell only
+    import csv
+
+    from coretune.reports.formats import render_csv, render_latex
+
+    csv_rows = list(csv.reader(render_csv([real, smoke]).splitlines()))
+    assert csv_rows[0][-1] == "smoke" and [r[-1] for r in csv_rows[1:]] == ["False", "True"]
+    assert smoke.header().startswith("a smoke run (--smoke) · ")
+    assert f"% {row.dataset} / {row.arch} (smoke run): a smoke run" in render_latex([smoke])
     older = trials.drop(columns="smoke")  # parts written before the column: not smoke
     assert [b.smoke for b in leaderboard_tables(older)] == [False]
 
