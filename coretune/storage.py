@@ -101,7 +101,11 @@ class Location:
     def list_files(self, rel: str = "", suffix: str = "") -> list[str]:
         """Paths (relative to this location) of the files directly below ``rel``."""
         sel = pafs.FileSelector(self.path(rel) if rel else self.base, allow_not_found=True)
-        out = [posixpath.relpath(i.path, self.base) for i in self.fs.get_file_info(sel)
+        prefix = self.base.rstrip("/") + "/"
+        # by prefix, not posixpath.relpath: an object store's paths are relative, and
+        # relpath would resolve them against the working directory (which may be gone)
+        out = [i.path[len(prefix):] if i.path.startswith(prefix) else
+               posixpath.relpath(i.path, self.base) for i in self.fs.get_file_info(sel)
                if i.type == pafs.FileType.File and i.path.endswith(suffix)]
         return sorted(out)
 

@@ -98,3 +98,21 @@ def test_s3_round_trip(local_rows, s3_server):
     assert not any(i.path.endswith("/_LOCK") for i in committed)
     again = run_sweep(spec, out, cache=cache)  # everything ok: nothing re-run
     assert again.trials_run == 0 and again.trials_skipped == 4
+
+
+def test_s3_listing_needs_no_working_directory(s3_server, tmp_path, monkeypatch):
+    """Object-store paths are relative: listing them must not resolve them against a
+    working directory, which a long-running driver may have lost."""
+    from coretune.reports.results import ResultsStore
+    from tests.reports.conftest import make_trial_row
+
+    Location(f"s3://testing:testing@coretune?{s3_server}&allow_bucket_creation=true"
+             ).fs.create_dir("coretune")
+    store = ResultsStore(f"s3://testing:testing@coretune/runs/cwd?{s3_server}")
+    store.write("trials", [make_trial_row(trial_id="a")])
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # the working directory no longer exists
+    [part] = store.parts("trials")
+    assert part.startswith("trials/part-") and store.read("trials")["trial_id"].tolist() == ["a"]
