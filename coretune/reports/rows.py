@@ -82,6 +82,7 @@ def trial_row(trial: TrialSpec, trial_id: str, metrics: dict, error: str | None,
         "arch_args": json.dumps(trial.arch_args, sort_keys=True),
         "label_args": json.dumps(dict(trial.label_args), sort_keys=True),
         "ipc": trial.ipc,
+        "teacher_arch": None if trial.teacher is None else trial.teacher.arch,
         "smoke": trial.smoke,  # a smoke run's student: never compared with the papers
         "trial_spec": json.dumps(trial.science(), sort_keys=True),  # everything, for provenance
     }

@@ -50,6 +50,7 @@ TRIALS = _schema(
     ("label_args", _STR, True),  # added with top-k soft labels; null in older parts: {}
     ("ipc", _I64, True),  # images per class (Hard Truths); null for ratio trials
     ("smoke", pa.bool_(), True),  # a smoke run's row (--smoke); null in older parts: false
+    ("teacher_arch", _STR, True),  # the teacher's architecture (teachers as a sweep axis)
 )
 
 CURVES = _schema(

@@ -39,3 +39,13 @@ def test_non_finite_loss_is_diverged():
     metrics = {"test_acc": 0.1, "test_nll": float("nan"), "train_loss": float("inf"),
                "final": True}
     assert _row(metrics)["status"] == "diverged"
+
+
+def test_rows_carry_the_teachers_key_architecture_and_accuracy():
+    rec = to_table([_row({})], TRIALS).to_pylist()[0]
+    assert (rec["teacher_key"], rec["teacher_arch"], rec["teacher_test_acc"]) == \
+        ("teacher-x", "small_cnn", 0.99)
+    hard = expand(parse_spec({**SPEC, "label_modes": [{"mode": "hard"}]}))[0]
+    row = trial_row(hard, "t2", {}, None, versions(), teacher_key=None, teacher_acc=None,
+                    select_seconds=0.0, started=now(), finished=now())
+    assert row["teacher_arch"] is None

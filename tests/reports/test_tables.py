@@ -29,6 +29,7 @@ TRIAL_COLUMNS = [
     "label_args",  # with top-k soft labels, nullable
     "ipc",  # images per class, nullable
     "smoke",  # a smoke run's row (--smoke), nullable
+    "teacher_arch",  # the teacher's architecture, nullable
 ]
 
 
