@@ -38,7 +38,7 @@ from coretune.selectors import get_selector, register_selector
 from coretune.selectors.compute_aware import cad_proxy, cad_scores, resolve_window
 from coretune.selectors.synthesis import SynthesisContext, SyntheticImages
 from coretune.spec import TrialSpec
-from coretune.train.data import ImageDataset, to_device
+from coretune.train.data import DeviceData, ImageDataset
 from coretune.train.rded import RDED_SCALE, random_pool, rded_select, top_score_pool
 from coretune.train.synthetic_file import load_synthetic_npz
 
@@ -116,14 +116,14 @@ def build_synthetic_set(ctx: BuildContext) -> Built:
     uint8 images of the dataset's shape, exactly ``ipc`` of every class."""
     p, ds = ctx.params, ctx.dataset
     started = time.perf_counter()
-    data = to_device(ds, ctx.device)
-    observer = None
+    observer = None  # the pool's images move to the device inside the method, not all
     if "teacher" in ctx.deps:
-        observer = teacher_model(ctx.deps["teacher"], ds, data.device)
+        observer = teacher_model(ctx.deps["teacher"], ds, ctx.device)
     artifacts = {need: consumer_view(need, art) for need, art in ctx.deps.items()
                  if need != "teacher"}
     sctx = SynthesisContext(ds.train_x, ds.train_y, ds.num_classes, int(p["seed"]), artifacts,
-                            observer, data.normalize, str(data.device), ctx.local)
+                            observer, DeviceData.normalizer(ds, ctx.device), ctx.device,
+                            ctx.local)
     args = {**p["args"], **ctx.local}
     made: SyntheticImages = get_selector(p["method"]).fn(sctx, int(p["ipc"]), **args)
     images, labels = np.asarray(made.images), np.asarray(made.labels, dtype=np.int64)

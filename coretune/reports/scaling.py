@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from coretune.reports.claims import Claim
+from coretune.reports.stats import welch
 
 REGIMES = {"hard": "HL", "soft": "SL", "kd": "SL+KD"}
 FULL = "full data"
@@ -91,14 +92,6 @@ def tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
     return float(max(lower, upper))
 
 
-def _welch(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import stats
-
-    if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
-        return float("nan") if np.mean(a) == np.mean(b) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 @dataclass(frozen=True)
 class Spread:
     """Best and worst subset arm (mean accuracy) of a regime at a compute level."""
@@ -122,8 +115,9 @@ def spread(frame: pd.DataFrame, regime: str, compute: float) -> Spread | None:
         return None
     best, worst = means.idxmax(), means.idxmin()
     values = lambda arm: cells[cells["arm"] == arm]["acc"].to_numpy()  # noqa: E731
+    p = welch(tuple(values(best)), tuple(values(worst)))
     return Spread(best, float(means[best]), worst, float(means[worst]),
-                  _welch(values(best), values(worst)))
+                  float("nan") if p is None else p)
 
 
 def scaling_claims(frame: pd.DataFrame, margin: float = 2.0) -> list[Claim]:

@@ -106,6 +106,15 @@ class DeviceData:
     def device(self) -> torch.device:
         return self.train_x.device
 
+    @staticmethod
+    def normalizer(ds: ImageDataset, device: str | torch.device
+                   ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``ds``'s normalisation on ``device`` without moving its images there."""
+        dev = torch.device(device)
+        mean, std = (torch.as_tensor(a, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+                     for a in (ds.mean, ds.std))
+        return lambda images_uint8: (images_uint8.float() / 255.0 - mean) / std
+
     @property
     def full_split_size(self) -> int:
         """The training split compute budgets in full-data epochs are counted against."""
