@@ -91,9 +91,7 @@ class ResultWriter(tune.Callback):
     def _finish(self, trial, error: str | None) -> None:
         group = trial.config["group"]
         if self.defer_lost and lost_with_node(error):
-            self.last.pop(trial.trial_id, None)
-            self.curves.pop(trial.trial_id, None)
-            self.retries[group["group_id"]] = self.retries.get(group["group_id"], 0) + 1
+            self.on_trial_recover(None, None, trial)  # forget its reports, count the retry
             self.lost.append(group)
             self.running = max(0, self.running - len(group["students"]))
             self._show()

@@ -150,18 +150,15 @@ def _configs(group: pd.DataFrame) -> pd.Series:
 
 
 def teacher_labels(rows: pd.DataFrame) -> pd.Series:
-    """Each row's teacher as ``arch (test accuracy)`` (from its spec and teacher columns),
-    "" for a student without one: what tells the cells of two teachers apart."""
-    specs = rows["trial_spec"] if "trial_spec" in rows else pd.Series(None, index=rows.index)
-    accs = rows["teacher_test_acc"] if "teacher_test_acc" in rows else specs
-    out = []
-    for spec, acc in zip(specs, accs, strict=True):
-        teacher = (json.loads(spec).get("teacher") if isinstance(spec, str) and spec
-                   else None) or {}
-        arch = teacher.get("arch")
-        out.append("" if arch is None else arch + (
-            f" ({100 * float(acc):.1f}%)" if isinstance(acc, float) and acc == acc else ""))
-    return pd.Series(out, index=rows.index, dtype=object)
+    """Each row's teacher as ``arch (test accuracy)`` (its ``teacher_arch`` and
+    ``teacher_test_acc`` columns), "" for a student without one (or a row written before
+    the column): what tells the cells of two teachers apart."""
+    none = pd.Series(None, index=rows.index, dtype=object)
+    arch = rows["teacher_arch"] if "teacher_arch" in rows else none
+    acc = rows["teacher_test_acc"] if "teacher_test_acc" in rows else none
+    text = arch.where(arch.notna(), "").astype(str)
+    pct = acc.map(lambda a: f" ({100 * float(a):.1f}%)" if pd.notna(a) else "")
+    return (text + pct.where(text != "", "")).astype(object)
 
 
 def _setting(column: str, value: object) -> str:

@@ -203,7 +203,7 @@ def test_teachers_as_an_axis_split_the_cells_and_one_teacher_does_not() -> None:
         spec = json.dumps({"teacher": {"arch": arch, "seed": 0}, "seed": i % 2})
         return make_trial_row(trial_id=f"{arch}{i}", seed=i % 2, label_mode="kd",
                               teacher_key=f"teacher-{arch}", teacher_test_acc=t_acc,
-                              test_acc=acc) | {"trial_spec": spec}
+                              test_acc=acc) | {"trial_spec": spec, "teacher_arch": arch}
 
     two = [row(i, "resnet18", 0.6 + 0.02 * i, 0.75) for i in range(2)] + \
           [row(i, "mobilenetv2", 0.5 + 0.02 * i, 0.7) for i in range(2)]
