@@ -7,8 +7,11 @@ momentum 0.9, Nesterov, weight decay 5e-4); only the way of training differs:
     ``torch.utils.data.DataLoader`` (4 workers, pinned memory when on CUDA, new workers
     each epoch as they do) over PIL images, ``RandomCrop(size, pad)`` + flip + ``ToTensor``
     + ``Normalize`` per image, fp32, eager;
-(b) **coretune** — :func:`coretune.train.loop.train_steps`: uint8 data on the device,
-    batched on-device crops and flips, bf16 autocast and channels_last on CUDA;
+(b) **coretune** — :func:`coretune.train.loop.train_steps` as a sweep runs it: uint8 data
+    on the device, batched on-device crops and flips, bf16 autocast, channels_last, fused
+    optimiser kernels and ``compile: auto`` (``torch.compile`` ``reduce-overhead``, i.e.
+    CUDA graphs) on CUDA; also **(b) eager**, the same without compilation, where ``auto``
+    compiles;
 (c) **packed P** — P processes training (b) at once on the device (what fractional GPUs
     do), aggregate images per second;
 (d) **fused K** — :func:`coretune.train.fused.train_fused`, K students as one model.
@@ -47,7 +50,14 @@ from coretune.spec import AugmentSpec, BudgetSpec, OptimizerSpec  # noqa: E402
 from coretune.train.data import ImageDataset, to_device  # noqa: E402
 from coretune.train.fused import FusedStudent, train_fused  # noqa: E402
 from coretune.train.labels import HardLabels  # noqa: E402
-from coretune.train.loop import Hooks, init_model, plan_steps, train  # noqa: E402
+from coretune.train.loop import (  # noqa: E402
+    Hooks,
+    compile_mode_for,
+    compile_student,
+    init_model,
+    plan_steps,
+    train,
+)
 
 #: dense bf16 peak FLOP/s by device name (vendor datasheets; H100/H200 SXM)
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -119,6 +129,7 @@ class _PilDataset(torch.utils.data.Dataset):
 def anchor(w: Workload, device: torch.device) -> float:
     """Images per second of DeepCore's training loop (timed epochs after a warm-up one)."""
     import torchvision.transforms as T
+    torch.backends.cudnn.benchmark = False  # torch's default, which DeepCore keeps
     ds = dataset(w)
     ops = [T.RandomCrop(w.shape[1], padding=w.pad)]
     if w.flip:
@@ -151,37 +162,50 @@ def anchor(w: Workload, device: torch.device) -> float:
 # ------------------------------------------------------------------ (b) coretune, (d) fused
 def _timed_epochs(w: Workload, run) -> float:
     """Images per second of ``run(epochs)``: the difference of a (1 + E)- and a 1-epoch run,
-    so set-up and the first epoch's warm-up cancel."""
+    so set-up and the first epoch's warm-up cancel, after a discarded 1-epoch run (cuDNN's
+    autotuning of each new shape would otherwise fall in the 1-epoch run alone)."""
     n = w.n_train // 10
+    run(1)
     t1 = run(1)
     t2 = run(1 + w.epochs)
     return w.epochs * n / max(t2 - t1, 1e-9)
 
 
 def coretune_path(w: Workload, device: torch.device, data=None,
-                  compile_mode: str | None = None) -> float:
+                  compile_mode: str | None = "auto") -> float:
     """Images per second of :func:`~coretune.train.loop.train` over the epochs after the
-    first (timed from the end of epoch 1, by the loop's step hook), one run; with
-    ``compile_mode``, the student is ``torch.compile``-d first (the warm-up epoch holds the
+    first (timed from the end of epoch 1, by the loop's step hook), one run; the student
+    compiled as a sweep's would be with ``compile_mode`` (the warm-up epoch holds the
     compilation)."""
+    images, started, ended = _coretune_timed(w, device, data, compile_mode)
+    return images / (ended - started)
+
+
+def _coretune_timed(w: Workload, device: torch.device, data=None,
+                    compile_mode: str | None = "auto", barrier=None
+                    ) -> tuple[int, float, float]:
+    """(images trained after the warm-up epoch, when they started, when they ended); with
+    ``barrier``, every process waits there after its warm-up, so packed processes time
+    the same interval whatever their compilation took."""
     data = data or to_device(dataset(w), device)
     idx = np.arange(data.train_y.numel())
     budget = BudgetSpec(unit="epochs", value=1 + w.epochs, max_reports=1)
     _, spe, _, _ = plan_steps(len(idx), optimizer(w), budget)
     model = init_model(w.arch, {}, w.shape, w.classes, 0, device)
-    if compile_mode is not None:
-        model = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
+    model = compile_student(model, compile_mode, device)
     marks: list[float] = []
 
     def on_step(step: int, _model) -> None:
         if step == spe:
             sync(device)
+            if barrier is not None:
+                barrier.wait()
             marks.append(time.perf_counter())
 
     train(model, data, idx, HardLabels(data.train_y), [], budget, optimizer(w), 0,
           hooks=Hooks(on_step=on_step))
     sync(device)
-    return w.epochs * len(idx) / (time.perf_counter() - marks[0])
+    return w.epochs * len(idx), marks[0], time.perf_counter()
 
 
 def fused_path(w: Workload, device: torch.device, k: int) -> tuple[float, float | None]:
@@ -212,12 +236,14 @@ def _packed_worker(w: Workload, device: str, threads: int, barrier, queue) -> No
     torch.set_num_threads(threads)
     dev = torch.device(device)
     data = to_device(dataset(w), dev)
-    barrier.wait()
-    queue.put(coretune_path(w, dev, data))
+    queue.put(_coretune_timed(w, dev, data, barrier=barrier))
 
 
 def packed(w: Workload, device: torch.device, p: int) -> float:
-    """Aggregate images per second of ``p`` processes each training (b) at once."""
+    """Aggregate images per second of ``p`` processes each training (b) at once: every
+    process starts its timed epochs together (a barrier after its warm-up and
+    compilation); all their images over the span from that start to the last one's end
+    (``time.perf_counter`` is the system's monotonic clock, shared by the processes)."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(p), ctx.Queue()
     threads = max(1, torch.get_num_threads() // p)
@@ -225,10 +251,11 @@ def packed(w: Workload, device: torch.device, p: int) -> float:
              for _ in range(p)]
     for proc in procs:
         proc.start()
-    rates = [queue.get() for _ in procs]
+    timed = [queue.get() for _ in procs]
     for proc in procs:
         proc.join()
-    return float(sum(rates))
+    images = sum(n for n, _, _ in timed)
+    return images / (max(end for _, _, end in timed) - min(start for _, start, _ in timed))
 
 
 # --------------------------------------------------------------------------------- FLOPs
@@ -267,6 +294,9 @@ def main() -> None:
         paths = [] if args.no_anchor_pipelines else [
             ("(a) anchor", lambda w=w: (anchor(w, device), None)),
             ("(b) coretune", lambda w=w: (coretune_path(w, device), None))]
+        if compile_mode_for("auto", device) is not None and not args.no_anchor_pipelines:
+            paths.append(("(b) eager", lambda w=w: (coretune_path(w, device, None, None),
+                                                    None)))
         paths += [(f"(b) + compile {m}", lambda w=w, m=m: (coretune_path(w, device, None, m),
                                                           None))
                   for m in filter(None, args.compile.split(","))]

@@ -38,7 +38,7 @@ from coretune.train.data import DeviceData, ImageDataset, to_device
 from coretune.train.evaluate import split_evaluators
 from coretune.train.fused import FusedStudent, step_plan, train_fused
 from coretune.train.labels import LabelConfig, LabelInputs, TeacherSignal, make_label_source
-from coretune.train.loop import RngState, init_model, train_steps
+from coretune.train.loop import RngState, compile_student, init_model, train_steps
 
 NAMESPACE = "coretune"
 _WORKER: dict[tuple, Any] = {}
@@ -211,10 +211,7 @@ class _Student:
     def start(self, compile_mode: str | None = None) -> None:
         """Begin training alone (compiled with ``compile_mode``, if given)."""
         t = self.trial
-        model = self.model
-        if compile_mode is not None:
-            model = torch.compile(model, mode=None if compile_mode == "default" else
-                                  compile_mode)
+        model = compile_student(self.model, compile_mode, self.device)
         self.steps = train_steps(model, self.data, self.indices, self.labels,
                                  split_evaluators(self.data), t.budget, t.optimizer, t.seed,
                                  t.augment, self.weights, rng=RngState(t.seed, self.device))

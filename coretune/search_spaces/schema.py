@@ -78,8 +78,9 @@ class SweepSpec(Frozen):
     #: (coretune.train.fused); execution only, never in a key; groups hold at least this many
     fuse: int = Field(1, ge=1)
     #: torch.compile each student trained alone with this mode (fused students are not);
-    #: execution only, never in a key (bench/train_throughput.py measures what it buys)
-    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = None
+    #: ``auto``: ``reduce-overhead`` (CUDA graphs) on CUDA, none elsewhere; execution only,
+    #: never in a key (bench/train_throughput.py measures what it buys)
+    compile: Literal["auto", "default", "reduce-overhead", "max-autotune"] | None = "auto"
     retries: int = Field(1, ge=0)  # a Tune trial that raises is re-run this many times
     resources: ResourcesSpec = ResourcesSpec()
     scheduler: SchedulerSpec = SchedulerSpec()

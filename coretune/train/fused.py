@@ -44,7 +44,13 @@ from coretune.train.augment import EpochViews, add_input_noise, make_views
 from coretune.train.data import DeviceData
 from coretune.train.evaluate import Evaluator, autocast
 from coretune.train.labels import LabelSource, stacked_losses
-from coretune.train.loop import RngState, make_optimizer, plan_steps, train_mode
+from coretune.train.loop import (
+    RngState,
+    make_optimizer,
+    plan_steps,
+    prepare_device,
+    train_mode,
+)
 from coretune.train.mixing import batch_slice, epoch_order, mix_batches
 
 
@@ -137,6 +143,7 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
         s.labels.bind(row, s.seed)
     stacked = StackedModel([s.model for s in students])
     sources = [s.labels for s in students]
+    prepare_device(dev)
     opt, sched = make_optimizer(list(stacked.params.values()), optimizer, total, stacked=1)
     active = [True] * k
     step, seen = 0, 0

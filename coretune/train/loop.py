@@ -141,6 +141,43 @@ def train_mode(model: nn.Module, n: int) -> None:
                 module.eval()
 
 
+def prepare_device(device: torch.device) -> None:
+    """Per-process settings for training on ``device``: on CUDA, cuDNN autotuning
+    (``cudnn.benchmark``: a student's batch shapes repeat every step, so the fastest
+    convolution kernels are chosen once per shape; off by default in torch, and in the
+    anchors' code)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def compile_mode_for(mode: str | None, device: torch.device | str) -> str | None:
+    """The ``torch.compile`` mode a solo student runs under: ``auto`` is ``reduce-overhead``
+    (CUDA graphs: a small student's step is kernel-launch bound, 2.8-3.6x eager on an H200
+    in bench/train_throughput.py) on CUDA and nothing elsewhere (on a CPU inductor's
+    compilation costs more than short students win)."""
+    if mode == "auto":
+        return "reduce-overhead" if torch.device(device).type == "cuda" else None
+    return mode
+
+
+def compile_student(model: nn.Module, mode: str | None, device: torch.device | str
+                    ) -> nn.Module:
+    """``model`` through ``torch.compile`` with :func:`compile_mode_for`'s mode (itself if
+    none). Under ``auto`` a graph the compiler cannot handle falls back to eager (dynamo's
+    ``suppress_errors``) instead of failing the trial; a mode asked for by name fails."""
+    resolved = compile_mode_for(mode, device)
+    if resolved is None:
+        return model
+    if mode == "auto":
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+    # static shapes: an epoch's short last batch gets a graph of its own instead of turning
+    # every batch's graph dynamic (and re-recording its CUDA graphs)
+    return torch.compile(model, mode=None if resolved == "default" else resolved,
+                         dynamic=False)
+
+
 def images_seen(n: int, batch_size: int, steps_per_epoch: int, steps: int) -> int:
     """Images a run of ``steps`` steps over ``n`` samples sees (whole epochs of ``n``, then
     the next epoch's first batches, which are full: only an epoch's last batch is short)."""
@@ -162,12 +199,14 @@ def make_optimizer(model: nn.Module | Sequence[torch.Tensor], cfg: OptimizerSpec
                    "weight_decay": cfg.weight_decay},
                   {"params": [p for p in params if p.ndim - stacked <= 1],
                    "weight_decay": 0.0}]
+    # on CUDA one fused kernel per parameter group (a small student's step is launch bound)
+    kernel = ({"fused": True} if params and params[0].is_cuda else
+              {"foreach": bool(stacked) or None})
     if cfg.name == "sgd":
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                              nesterov=cfg.nesterov and cfg.momentum > 0,
-                              foreach=bool(stacked) or None)
+                              nesterov=cfg.nesterov and cfg.momentum > 0, **kernel)
     else:
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, **kernel)
 
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -219,6 +258,7 @@ def train_steps(
                                                        device=dev)
     bs, spe, total, report_epochs = plan_steps(n, optimizer, budget, data.full_split_size)
     labels.bind(sel, seed)
+    prepare_device(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt, sched = make_optimizer(model, optimizer, total)
@@ -307,7 +347,7 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, labels: Label
     return result
 
 
-__all__ = ["Hooks", "RngState", "TrainResult", "autocast", "budget_images", "epoch_seed",
-           "images_seen", "init_model",
-           "make_optimizer",
+__all__ = ["Hooks", "RngState", "TrainResult", "autocast", "budget_images",
+           "compile_mode_for", "compile_student", "epoch_seed", "images_seen", "init_model",
+           "make_optimizer", "prepare_device",
            "plan_steps", "predict_logits", "train", "train_mode", "train_steps"]

@@ -45,9 +45,9 @@ def source_loss(mode: str, logits: torch.Tensor, y: torch.Tensor,
                                    len(epochs), *teacher.shape))
     cfg = LabelConfig(mode=mode, tau=tau, lam=lam, eps=eps, smoothing=smoothing, args={})
     source = make_label_source(cfg, LabelInputs(y, signal))
-    idx = torch.arange(len(y))
+    idx = torch.arange(len(y), device=logits.device)  # as the loop's: on the model's device
     source.bind(idx, 0)
-    source.begin_segment(0, np.array([0]), idx.numpy())
+    source.begin_segment(0, np.array([0]), idx.cpu().numpy())
     return source.loss(logits, idx, idx, 0, weights)
 
 LN3 = math.log(3.0)

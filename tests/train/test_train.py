@@ -18,6 +18,8 @@ from coretune.train.labels import (
 from coretune.train.loop import (
     Hooks,
     RngState,
+    compile_mode_for,
+    compile_student,
     init_model,
     make_optimizer,
     plan_steps,
@@ -236,3 +238,31 @@ def test_metrics_of_non_finite_logits_do_not_crash():
     logits = torch.tensor([[float("nan"), 0.0], [1.0, 0.0], [float("inf"), 0.0]])
     m = classification_metrics(logits, torch.tensor([0, 0, 0]))
     assert m["test_acc"] == pytest.approx(1 / 3) and math.isnan(m["test_nll"])
+
+
+def test_compile_auto_compiles_on_cuda_only_and_a_named_mode_everywhere():
+    assert compile_mode_for("auto", "cuda") == "reduce-overhead"
+    assert compile_mode_for("auto", torch.device("cuda", 0)) == "reduce-overhead"
+    assert compile_mode_for("auto", "cpu") is None
+    assert compile_mode_for(None, "cuda") is None
+    assert compile_mode_for("max-autotune", "cpu") == "max-autotune"
+    model = nn.Linear(2, 2)
+    assert compile_student(model, "auto", "cpu") is model  # nothing compiled on a CPU
+    assert compile_student(model, None, "cuda") is model
+
+
+def test_the_sweep_default_is_compile_auto():
+    from coretune.search_spaces.schema import SweepSpec
+
+    assert SweepSpec.model_fields["compile"].default == "auto"
+
+
+def test_optimizers_use_fused_kernels_on_cuda_only():
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    for name in ("sgd", "adamw"):
+        opt, _ = make_optimizer(model, OptimizerSpec(name=name), total_steps=10)
+        assert not opt.defaults.get("fused")
+    if torch.cuda.is_available():
+        for name in ("sgd", "adamw"):
+            opt, _ = make_optimizer(model.cuda(), OptimizerSpec(name=name), total_steps=10)
+            assert opt.defaults["fused"]
