@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-report", action="store_true", help="skip the leaderboard at the end")
     s.add_argument("--quiet", action="store_true",
                    help="no live progress view and no summary dump (for CI logs)")
+    s.add_argument("--log", action="append", default=[], metavar="NAME",
+                   help="also record each student as its own run in tensorboard, mlflow or "
+                        "wandb (repeatable or comma separated; files under OUT/logs; W&B "
+                        "offline unless WANDB_MODE is set)")
     r = sub.add_parser("report", help="leaderboards of one or more sweep directories: "
                        "terminal, Markdown, LaTeX, CSV, HTML and plots")
     r.add_argument("dirs", nargs="+", metavar="DIR", help="sweep output directories or URIs")
@@ -116,8 +120,10 @@ def _compact(args: argparse.Namespace, console: Console) -> int:
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> int:
+    from coretune.driver.loggers import log_dir, logger_names
     from coretune.search_spaces.schema import load_spec
 
+    loggers = logger_names(args.log)  # an unknown or missing logger: before anything
     spec = load_spec(args.spec, args.overrides)  # before torch and Ray
     from coretune.driver.plan import describe, local_resources, plan_sweep
 
@@ -130,6 +136,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
                       cluster=args.address is not None and not args.allow_node_local,
                       dry_run=args.dry_run)
     plan.allow_node_local = args.allow_node_local
+    log_dir(loggers, plan.results.location)  # an output the loggers cannot write under
     console.print(describe(plan) if args.dry_run else describe(plan).splitlines()[0],
                   markup=False, highlight=False)
     if args.dry_run:
@@ -138,7 +145,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     if plan.trials:
         from coretune.driver.run import execute
 
-        summary = execute(plan, args.address, args.scheduler, console, args.quiet)
+        summary = execute(plan, args.address, args.scheduler, console, args.quiet, loggers)
         if args.quiet:
             console.print(f"sweep {plan.spec.name}: {summary.trials_finished} of "
                           f"{summary.trials_run} trials finished, {summary.status_counts}, "

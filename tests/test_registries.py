@@ -1,7 +1,7 @@
 """The registry contract, timm-style: every entry of every plugin registry is checked.
 
-Each family (selectors, artifact kinds, label sources, datasets, models, encoders, and
-augmentation ops where :mod:`coretune.train.augment` has a registry) keeps one
+Each family (selectors, artifact kinds, label sources, datasets, models, encoders, ``--log``
+loggers, and augmentation ops where :mod:`coretune.train.augment` has a registry) keeps one
 :class:`~coretune.registry.Registry`. For every entry: its origin module imports, it has a
 docstring or a ``paper``, its name round-trips through ``get``, a duplicate from another
 module is refused while ``replace=True`` inside ``temporary()`` is undone afterwards, and a
@@ -33,6 +33,7 @@ import coretune.artifacts  # noqa: F401 - registers the built-in kinds
 import coretune.selectors  # noqa: F401 - registers the built-in selectors
 import coretune.train  # noqa: F401 - registers the built-in datasets
 from coretune.artifacts.graph import KINDS, provider_of
+from coretune.driver.loggers import LOGGERS
 from coretune.errors import DataMissingError, PluginArgumentError, UnknownNameError
 from coretune.registry import DuplicateNameError, Registry
 from coretune.selectors.base import NEEDS, SELECTORS
@@ -54,7 +55,7 @@ AUGMENTATIONS: Registry | None = getattr(_augment, "AUGMENTATIONS", None)
 
 REGISTRIES: dict[str, Registry] = {
     "selector": SELECTORS, "kind": KINDS, "label_source": LABEL_SOURCES,
-    "dataset": DATASETS, "model": MODELS, "encoder": ENCODERS,
+    "dataset": DATASETS, "model": MODELS, "encoder": ENCODERS, "logger": LOGGERS,
     **({"augmentation": AUGMENTATIONS} if AUGMENTATIONS is not None else {}),
 }
 
@@ -72,11 +73,12 @@ BUILTINS: dict[str, set[str]] = {
     "model": {"mlp", "small_cnn", "resnet18", "resnet34", "resnet50", "vgg16", "vit_small"},
     "encoder": {"pixels", "pca", "efficientnet_lite0", "simclr"},
     "augmentation": {"cutout"},
+    "logger": {"tensorboard", "mlflow", "wandb"},
 }
 
 #: the attribute of each family's entry holding its code (its docstring is the doc)
 CODE = {"selector": "fn", "kind": "compute", "label_source": "factory", "dataset": "loader",
-        "model": "builder", "encoder": "fn", "augmentation": "fn"}
+        "model": "builder", "encoder": "fn", "augmentation": "fn", "logger": "factory"}
 
 #: entries known to lack a docstring and a paper (none: every built-in is documented)
 UNDOCUMENTED: dict[tuple[str, str], str] = {}
@@ -239,6 +241,11 @@ def _decorate(family: str, name: str, replace_: bool):
         from coretune.train.encoders import register_encoder
 
         return register_encoder(name, replace=replace_)(lambda ds, w, d: np.zeros((1, 1)))
+    if family == "logger":
+        from coretune.driver.loggers import ExperimentLogger, register_logger
+
+        return register_logger(name, package=None, replace=replace_)(
+            type("Impostor", (ExperimentLogger,), {}))
     from coretune.train.augment import register_augmentation
 
     return register_augmentation(name, replace=replace_)(lambda images, keys: images)

@@ -17,6 +17,7 @@ from ray import tune
 from rich.progress import Progress
 
 from coretune.driver.plan import Plan, PlannedTrial
+from coretune.driver.student_logs import StudentLogs
 from coretune.reports.results import ResultsStore
 from coretune.reports.rows import curve_rows, now, trial_row, versions
 
@@ -36,10 +37,11 @@ class ResultWriter(tune.Callback):
 
     A trial whose node died is not written while a re-run pass remains (``defer_lost``):
     its group is kept in ``lost`` for the next pass, so its students get one row, from
-    the run that completes them."""
+    the run that completes them. ``logs`` (``--log``) gets each student's new report
+    points, its trial's re-runs and, once written, its row."""
 
     def __init__(self, plan: Plan, teacher_acc: dict[str, float], select_seconds: dict,
-                 progress: Progress | None, task: Any):
+                 progress: Progress | None, task: Any, logs: StudentLogs | None = None):
         self.results: ResultsStore = plan.results
         self.students = {s.trial_id: s for group in plan.groups for s in group}
         self.teacher_acc, self.select_seconds = teacher_acc, select_seconds
@@ -56,6 +58,7 @@ class ResultWriter(tune.Callback):
         self.metric, self.mode = plan.spec.metric, plan.spec.metric_mode
         self.running, self.failed, self.best = 0, 0, None
         self.total = len(plan.trials)
+        self.logs = logs
 
     def _show(self) -> None:
         if self.progress is None:
@@ -80,6 +83,8 @@ class ResultWriter(tune.Callback):
             seen = curves.setdefault(sid, [])
             if not seen or seen[-1].get("epoch") != metrics.get("epoch"):
                 seen.append(metrics)
+                if self.logs is not None:
+                    self.logs.point(sid, trial.config["group"]["group_id"], metrics)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed Tune trial that will be re-run from scratch: forget its reports."""
@@ -87,6 +92,8 @@ class ResultWriter(tune.Callback):
         self.retries[gid] = self.retries.get(gid, 0) + 1
         self.last.pop(trial.trial_id, None)
         self.curves.pop(trial.trial_id, None)
+        if self.logs is not None:
+            self.logs.abandon(s["trial_id"] for s in trial.config["group"]["students"])
 
     def _finish(self, trial, error: str | None) -> None:
         group = trial.config["group"]
@@ -124,6 +131,8 @@ class ResultWriter(tune.Callback):
         self.results.write("curves", curve_parts)  # curves first: the trial row commits
         self.results.write("trials", rows)
         self.rows += rows
+        if self.logs is not None:  # after the rows: a logger never holds one up
+            self.logs.finish(rows)
         self.running = max(0, self.running - len(rows))
         self.failed += sum(r["status"] in ("error", "diverged") for r in rows)
         for r in rows:

@@ -12,6 +12,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,10 @@ from rich.progress import (
 from coretune.artifacts.graph import get_kind
 from coretune.artifacts.selection import load_selection
 from coretune.driver.build import build_artifacts, tune_storage
+from coretune.driver.loggers import logger_names
 from coretune.driver.plan import Plan, check_resources, check_shared, plan_sweep
 from coretune.driver.results_writer import NODE_LOSS_PASSES, ResultWriter
+from coretune.driver.student_logs import StudentLogs, student_logs
 from coretune.driver.teachers import start_teachers, teacher_totals
 from coretune.driver.worker import NAMESPACE, RunRefs, TeacherActor, coretune_trainable
 from coretune.errors import ClusterError, UsageError
@@ -132,8 +135,10 @@ def _write_selections(plan: Plan) -> dict[str, float]:
 
 
 def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None = None,
-             quiet: bool = False, reuse_actors: bool = True) -> SweepSummary:
-    """Build artifacts, start teacher actors, run the Tune trials, write Parquet parts."""
+             quiet: bool = False, reuse_actors: bool = True,
+             logs: StudentLogs | None = None) -> SweepSummary:
+    """Build artifacts, start teacher actors, run the Tune trials, write Parquet parts
+    (and each student's run to the ``--log`` loggers in ``logs``)."""
     console = console or Console()
     wall_started = time.perf_counter()
     if sum(bool(n.get("Alive")) for n in ray.nodes()) > 1 and not plan.allow_node_local:
@@ -181,7 +186,7 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
         transient=False, disable=quiet)
     task = progress.add_task(f"sweep {plan.spec.name}", total=len(plan.trials), running=0,
                              pending=len(plan.trials), failed=0, best="–")
-    writer = ResultWriter(plan, teacher_acc, select_seconds, progress, task)
+    writer = ResultWriter(plan, teacher_acc, select_seconds, progress, task, logs)
     t0 = time.perf_counter()
     reruns, pending = 0, groups
     with progress:
@@ -244,25 +249,31 @@ def run_sweep(spec: str | Path, out: str | Path, *, address: str | None = None,
               scheduler: str | None = None, cache: str | Path | None = None,
               data_root: str | None = None, download: bool = False,
               allow_node_local: bool = False, console: Console | None = None,
-              quiet: bool = False) -> SweepSummary:
-    """Validate (before Ray starts), then run the sweep. Skips students already ``ok``."""
+              quiet: bool = False, loggers: Sequence[str] = ()) -> SweepSummary:
+    """Validate (before Ray starts), then run the sweep. Skips students already ``ok``.
+    ``loggers``: ``--log`` names (:mod:`coretune.driver.loggers`)."""
     plan = plan_sweep(spec, out, cache, data_root, download,
                       cluster=address is not None and not allow_node_local)
     plan.allow_node_local = allow_node_local
-    return execute(plan, address, scheduler, console, quiet)
+    return execute(plan, address, scheduler, console, quiet, logger_names(loggers))
 
 
 def execute(plan: Plan, address: str | None = None, scheduler: str | None = None,
-            console: Console | None = None, quiet: bool = False) -> SweepSummary:
-    """Run a plan: hold the output's lease, start or join Ray, run, shut down what we started."""
+            console: Console | None = None, quiet: bool = False,
+            loggers: Sequence[str] = ()) -> SweepSummary:
+    """Run a plan: hold the output's lease, start or join Ray, run, shut down what we started.
+    ``loggers``: checked ``--log`` names; each student is also a run in each of them."""
     if not plan.trials:
         return empty_summary(plan)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress bar replaces Tune's tables
+    logs = student_logs(loggers, plan)  # refused before Ray starts
     with plan.results.lease():  # one driver per output; refused before Ray starts
         started_here = init_ray(address)
         try:
-            return run_plan(plan, scheduler, console, quiet)
+            return run_plan(plan, scheduler, console, quiet, logs=logs)
         finally:
+            if logs is not None:  # the runs still open end as interrupted
+                logs.close()
             if started_here:
                 ray.shutdown()
 
