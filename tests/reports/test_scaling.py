@@ -13,6 +13,7 @@ from scipy import stats
 from coretune.reports.scaling import (
     FULL,
     accuracy_vs_compute,
+    beyond_margin,
     scaling_claims,
     scaling_frame,
     scaling_markdown,
@@ -62,6 +63,15 @@ def test_tost_matches_two_one_sided_welch_tests():
     assert tost(a, b + 10, 0.5) > 0.99 and tost(a, a + 0.01, 5.0) < 1e-3
 
 
+def test_beyond_margin_is_the_one_sided_welch_test_on_the_gap_side():
+    a, b = np.array([5.0, 5.4, 4.8, 5.1]), np.array([0.9, 1.2, 1.0])
+    p = stats.ttest_ind(a - 2.0, b, equal_var=False, alternative="greater").pvalue
+    assert beyond_margin(a, b, 2.0) == pytest.approx(p) and p < 1e-3
+    q = stats.ttest_ind(b + 2.0, a, equal_var=False, alternative="less").pvalue
+    assert beyond_margin(b, a, 2.0) == pytest.approx(q)  # the gap below: the other side
+    assert beyond_margin(a, a + 0.5, 2.0) > 0.5  # within the margin: no gap shown
+
+
 def test_rows_become_arms_at_compute_levels():
     frame = scaling_frame(_rows(_paper_like))
     assert set(frame["arm"]) == {FULL, "random IPC 1", "random IPC 10",
@@ -90,6 +100,10 @@ def test_each_claim_fails_where_the_run_contradicts_it():
         return 85 - (3 if c == 1 else 1) * (arm == "random{} 1") + noise  # HL narrows
     claims = scaling_claims(scaling_frame(_rows(contrary)))
     assert [c.holds for c in claims] == [False, False, False], [c.evidence for c in claims]
+    # the 8-point gap is shown, not merely not excluded; the arms at 90 are equivalent
+    assert "1 shown farther than ±2 (one-sided Welch p < 0.05: random IPC 1)" in \
+        claims[0].evidence
+    assert "2/3 arms equivalent" in claims[0].evidence and "0 undecided" in claims[0].evidence
 
 
 def test_missing_regimes_are_not_testable_and_the_report_renders():
