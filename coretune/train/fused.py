@@ -85,7 +85,15 @@ def _float32_norm(cls: type) -> type:
 
 
 class StackedModel:
-    """K copies of one architecture as stacked tensors, called on ``[K, B, …]`` inputs."""
+    """K copies of one architecture as stacked tensors, called on ``[K, B, …]`` inputs.
+
+    ``leaves`` are the tensors the optimiser updates. A linear layer's weight is kept as
+    its transpose, ``[K, in, out]`` contiguous, and handed to the layer as a view: under
+    ``vmap`` the layer multiplies by ``weight.mT``, so the batched product reads a
+    contiguous operand and the weight's gradient comes out in the leaf's own layout (kept
+    ``[K, out, in]``, every step's gradient would be a transposed copy: a strided copy and
+    strided weight decay that cost a fused MLP step more than its matrix products on a
+    CPU). ``params`` and :meth:`grads` give each parameter in its module's layout."""
 
     def __init__(self, models: Sequence[nn.Module]):
         self.template = copy.deepcopy(models[0]).to("meta")
@@ -93,13 +101,27 @@ class StackedModel:
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.__class__ = _float32_norm(type(module))
         params, self.buffers = stack_module_state(list(models))
-        self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        self.transposed = {f"{name}.weight" if name else "weight"
+                           for name, m in self.template.named_modules()
+                           if isinstance(m, nn.Linear)}
+        self.leaves = {k: (v.detach().mT.contiguous() if k in self.transposed else
+                           v.detach()).requires_grad_(True) for k, v in params.items()}
         self.k = len(models)
 
         def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
             return functional_call(self.template, (p, b), (x,))
 
         self._call = vmap(one, randomness="different")
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        """Every parameter, stacked, in its module's layout (views of ``leaves``)."""
+        return {k: v.mT if k in self.transposed else v for k, v in self.leaves.items()}
+
+    def grads(self) -> dict[str, torch.Tensor | None]:
+        """Every parameter's gradient, stacked, in its module's layout."""
+        return {k: None if v.grad is None else v.grad.mT if k in self.transposed else v.grad
+                for k, v in self.leaves.items()}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self._call(self.params, self.buffers, x)
@@ -110,8 +132,9 @@ class StackedModel:
     @torch.no_grad()
     def unstack_into(self, k: int, model: nn.Module) -> nn.Module:
         """Copy student ``k``'s parameters and buffers into ``model`` (its own module)."""
+        params = self.params
         for name, p in model.named_parameters():
-            p.copy_(self.params[name][k])
+            p.copy_(params[name][k])
         for name, b in model.named_buffers():
             b.copy_(self.buffers[name][k])
         return model
@@ -144,7 +167,7 @@ def train_fused(students: Sequence[FusedStudent], data: DeviceData,
     stacked = StackedModel([s.model for s in students])
     sources = [s.labels for s in students]
     prepare_device(dev)
-    opt, sched = make_optimizer(list(stacked.params.values()), optimizer, total, stacked=1)
+    opt, sched = make_optimizer(list(stacked.leaves.values()), optimizer, total, stacked=1)
     active = [True] * k
     step, seen = 0, 0
     loss_sum = torch.zeros(k, device=dev)

@@ -55,7 +55,7 @@ def test_step_zero_outputs_losses_and_gradients_are_each_students_own(digits, ar
         torch.testing.assert_close(fused_out[j], out, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(fused_loss[j], loss, rtol=1e-5, atol=1e-6)
         for name, p in model.named_parameters():
-            torch.testing.assert_close(stacked.params[name].grad[j], p.grad, rtol=1e-4,
+            torch.testing.assert_close(stacked.grads()[name][j], p.grad, rtol=1e-4,
                                        atol=1e-6)
         for name, b in model.named_buffers():  # BatchNorm statistics kept apart
             torch.testing.assert_close(stacked.buffers[name][j], b)
