@@ -1,8 +1,12 @@
 """Benchmark: the driver's costs outside training as sweeps grow (scale-rehearsal issue).
 
-Section ``results`` (this script's only section so far): reading a sweep's trial rows
-while they are one part file per Tune trial, as a sweep leaves them, and after
-:meth:`~coretune.reports.results.ResultsStore.compact` merged them.
+Section ``results``: reading a sweep's trial rows while they are one part file per Tune
+trial, as a sweep leaves them, and after
+:meth:`~coretune.reports.results.ResultsStore.compact` merged them. Section ``students``
+(``bench/driver_scale_students.py``): 1,000 and 10,000 near-empty students through the
+real driver on a simulated multi-node cluster that loses a node midway — overhead per
+student beside Ray Tune's bare per-trial cost, the artifact stage, driver memory, part
+files, report time.
 
 - ``one by one``: each part fetched, decoded and conformed on its own (8 threads) — how
   every read worked before compaction existed (and how a few parts are still read);
@@ -14,8 +18,9 @@ Rows are the report tests' complete trial rows, one per part, 10 % of them super
 later part (re-runs), so every path also deduplicates. Ratios are taken within one run.
 
 Run: ``python bench/driver_scale.py [--rows 20000]`` (about 5 minutes at 20,000 on 2
-cores, most of it writing the parts); ``--no-s3`` skips moto. Results go to
-bench/RESULTS.md.
+cores, most of it writing the parts); ``--no-s3`` skips moto.
+``python bench/driver_scale.py --section students [--students 1000 10000] [--nodes 4]
+[--cpus 4] [--reference 1000]``. Results go to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -132,12 +137,23 @@ def results_section(rows: int, s3: bool, root: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--section", choices=["results", "students"], default="results")
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--students", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--nodes", type=int, default=4, help="worker nodes (students)")
+    parser.add_argument("--cpus", type=int, default=4, help="logical CPUs per worker node")
+    parser.add_argument("--reference", type=int, default=1_000,
+                        help="trivial Tune trials measuring Tune's bare per-trial cost")
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        lines = results_section(args.rows, not args.no_s3, Path(tmp))
+    if args.section == "students":
+        from driver_scale_students import students_section
+
+        lines = students_section(args.students, args.nodes, args.cpus, args.reference)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = results_section(args.rows, not args.no_s3, Path(tmp))
     text = "\n".join(lines)
     print(text)
     with open(args.results, "a") as fh:

@@ -11,8 +11,9 @@ A kind is one compute function and one decorator::
 consumer is handed for such a need. A kind also declares what the generic layers need to
 know of it, so that none of them names a kind: ``recipes`` (the :class:`TrialSpec` recipe
 fields its params read — the schema keeps a recipe only where some kind reads it),
-``executor`` (``"task"``: one Ray task per node; ``"tune"``: the kind's nodes run as one
-Tune experiment, the ``module:function`` given as ``tune_executor``) and ``results_table``
+``executor`` (``"task"``: one Ray task per node; ``"batch"``: many cheap nodes per Ray task,
+in chunks committed together; ``"tune"``: the kind's nodes run as one Tune experiment, the
+``module:function`` given as ``tune_executor``) and ``results_table``
 (a result table the driver fills with ``results_rows`` of each built node). A :class:`Node`
 is one artifact to build; its key is
 :func:`coretune.spec.content_key` of (kind, version, params, dependency keys, the dataset's
@@ -21,7 +22,8 @@ fingerprint), so bumping a kind's version changes its key and every key downstre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +65,7 @@ class ArtifactKind:
     local: Callable[[TrialSpec], Mapping[str, Any]] | None = None
     check: Callable[[Node, ImageDataset], None] | None = None  # at plan time, before Ray
     recipes: tuple[str, ...] = ()  # TrialSpec recipe fields its params read
-    executor: str = "task"  # "task" (one Ray task per node) or "tune" (one Tune experiment)
+    executor: str = "task"  # "task" (a Ray task per node), "batch" (chunks), "tune"
     tune_executor: str | None = None  # "module:function" running its nodes, if "tune"
     results_table: str | None = None  # a result table written from its built nodes
     results_key: str | None = None  # the table's column holding the node's key
@@ -82,8 +84,9 @@ class UnknownKindError(UnknownNameError):
 
 KINDS: Registry[ArtifactKind] = Registry("artifact kind", UnknownKindError)
 
-#: how a kind's nodes are built: one Ray task each, or all together as one Tune experiment
-EXECUTORS = ("task", "tune")
+#: how a kind's nodes are built: one Ray task each; many per Ray task, in chunks (cheap and
+#: numerous nodes: coresets); or all together as one Tune experiment
+EXECUTORS = ("task", "batch", "tune")
 
 
 def register_artifact(kind: str, version: int, *,
@@ -112,7 +115,9 @@ def register_artifact(kind: str, version: int, *,
     The declarations the generic layers read instead of naming kinds: ``recipes`` lists
     the :class:`TrialSpec` recipe fields ``params`` reads (``"teacher"``, ``"dynamics"``;
     a recipe no kind of a trial's graph declares is dropped from the trial, so a kind that
-    reads one must declare it). ``executor="tune"`` has the driver build all missing nodes
+    reads one must declare it). ``executor="batch"`` has the driver build the kind's nodes
+    in chunks, many per Ray task (:func:`build_batch`), for kinds whose nodes are many and
+    cheap. ``executor="tune"`` has the driver build all missing nodes
     of the kind together with ``tune_executor``, a ``"module:function"`` path (imported
     only then: the executor needs Ray, this layer does not) called as ``fn(nodes,
     datasets, store, resources, plugins, tune_storage)``; it commits every node.
@@ -245,3 +250,28 @@ def build(node: Node, store, dataset: ImageDataset, device: str = "cpu"
     ctx = BuildContext(node.params, deps, dataset, device, node)
     kind = get_kind(node.kind)
     return store.build_once(node.key, lambda: kind.compute(ctx))
+
+
+def build_batch(nodes: Sequence[Node], store, datasets: Mapping[str, ImageDataset],
+                device: str = "cpu") -> list[tuple[str, bool, float]]:
+    """Build ``nodes`` (dependencies first; what they need from outside the list committed
+    already) in ``store``, each exactly once, committed together by one
+    :meth:`~coretune.artifacts.store.ArtifactStore.batch` (one flush, not fsyncs per file);
+    a node that reads one still staged commits the batch first. ``datasets`` by
+    fingerprint; a dependency is loaded (and verified) once. Returns (key, built here,
+    seconds) per node; a failing node raises its error, the nodes before it committed."""
+    out, loaded = [], {}
+    with store.batch() as batch:
+        for node in nodes:
+            started = time.perf_counter()
+            if any(dep.key in batch.pending for _, dep in node.deps):
+                batch.commit()
+            for _, dep in node.deps:
+                if dep.key not in loaded:
+                    loaded[dep.key] = store.load(dep.key)
+            ctx = BuildContext(node.params, {name: loaded[dep.key] for name, dep in node.deps},
+                               datasets[node.fingerprint], device, node)
+            kind = get_kind(node.kind)
+            _, built = batch.build_once(node.key, lambda k=kind, c=ctx: k.compute(c))
+            out.append((node.key, built, time.perf_counter() - started))
+    return out

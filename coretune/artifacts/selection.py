@@ -3,7 +3,8 @@
 Its dependencies are whatever the selector needs (scores, embeddings, …, each the artifact
 kind that provides it); the :class:`~coretune.selectors.SelectionContext` is built from them
 generically. ``labels`` come from the dataset and only when declared: label-free selectors
-never see them.
+never see them. A sweep has many coresets, most of them cheap (a random one takes under a
+millisecond): the kind is built in batches (``executor="batch"``), many per Ray task.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def selection_context(ctx: BuildContext) -> SelectionContext:
 
 
 @register_artifact("selection", version=2, params=selection_params, deps=selection_deps,
-                   provides={"selection"})
+                   provides={"selection"}, executor="batch")
 def build_selection(ctx: BuildContext) -> Built:
     """Run the selector under its contract (exactly the budget, unique, in range)."""
     p = ctx.params

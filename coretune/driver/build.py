@@ -2,11 +2,17 @@
 
 Each kind declares its executor (``register_artifact(executor=...)``); no kind is named
 here. ``"task"`` kinds are one Ray task per node (independent nodes in parallel, each
-with the sweep's per-trial CPU and, for ``gpu=True`` kinds, GPU share); a ``"tune"`` kind
-(ELFS's β search) has all its missing nodes run together by its declared Tune executor,
-once what they depend on is built, and the nodes that depend on them are built after.
-Each node is built exactly once even with other drivers on the same store (the store's
-lock): a task that finds it committed returns at once.
+with the sweep's per-trial CPU and, for ``gpu=True`` kinds, GPU share); ``"batch"`` kinds
+(coresets: many, most cheap) are packed in chunks, one Ray task each — enough chunks to
+fill the cluster's task slots :data:`CHUNKS_PER_SLOT` times over, at most
+:data:`MAX_CHUNKS`, each a run of the nodes in dependency order committed with one flush
+(:func:`~coretune.artifacts.graph.build_batch`); a chunk's task waits on the tasks
+building what its nodes depend on. A ``"tune"`` kind (ELFS's β search) has all its
+missing nodes run together by its declared Tune executor, once what they depend on is
+built, and the nodes that depend on them are built after. Each node is built exactly once
+even with other drivers on the same store (the store's lock): a task that finds it
+committed returns at once. The view advances by each finished task's nodes, polled once a
+second over at most a few hundred chunk results.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from coretune.artifacts.graph import Node, get_kind, tune_executor_of
 from coretune.driver.plan import Plan
-from coretune.driver.worker import build_node
+from coretune.driver.worker import build_nodes
 
 
 def tune_storage(plan: Plan) -> str:
@@ -82,28 +88,57 @@ def _build_tuned(plan: Plan, nodes: list[Node], view: _ArtifactView) -> int:
     return len(nodes)
 
 
+#: a batch kind's nodes go in about this many chunks per task slot of the cluster (the
+#: slack lets chunks of unequal cost even out), at most MAX_CHUNKS chunks per round
+CHUNKS_PER_SLOT, MAX_CHUNKS = 4, 256
+
+
+def build_units(nodes: list[Node], slots: int) -> list[list[Node]]:
+    """``nodes`` (dependencies first) as the Ray tasks that build them, each unit's
+    dependencies in earlier units: a ``"task"`` kind's node alone; the ``"batch"`` kinds'
+    nodes, in dependency order, cut into ``min(n, CHUNKS_PER_SLOT × slots, MAX_CHUNKS)``
+    runs of equal size (the last shorter) — a function of the plan and the cluster's size
+    only."""
+    batched = [n for n in nodes if get_kind(n.kind).executor == "batch"]
+    units = [[n] for n in nodes if get_kind(n.kind).executor != "batch"]
+    if batched:
+        chunks = min(len(batched), CHUNKS_PER_SLOT * max(1, slots), MAX_CHUNKS)
+        size = -(-len(batched) // chunks)
+        units += [batched[i:i + size] for i in range(0, len(batched), size)]
+    order = {n.key: i for i, n in enumerate(nodes)}
+    return sorted(units, key=lambda unit: order[unit[-1].key])
+
+
 def _build_tasks(plan: Plan, nodes: list[Node], data_refs: dict[str, ray.ObjectRef],
                  view: _ArtifactView) -> int:
-    """Build ``nodes`` (in dependency order) as Ray tasks, each with its dataset's ref (by
-    fingerprint); the number actually built."""
+    """Build ``nodes`` (in dependency order) as Ray tasks (:func:`build_units`), each with
+    its datasets' refs (by fingerprint); the number actually built."""
     if not nodes:
         return 0
     res = plan.spec.resources
+    slots = int(ray.cluster_resources().get("CPU", 1.0) // res.cpu)
     refs: dict[str, ray.ObjectRef] = {}
-    kind_of: dict[ray.ObjectRef, str] = {}
-    for node in nodes:
-        gpu = res.gpu if get_kind(node.kind).gpu else 0.0
-        deps = [refs[d.key] for _, d in node.deps if d.key in refs]
-        refs[node.key] = build_node.options(num_cpus=res.cpu, num_gpus=gpu).remote(
-            plan.store.uri, node, data_refs[node.fingerprint], plan.spec.plugins,
-            int(res.cpu), *deps)
-        kind_of[refs[node.key]] = node.kind
-    pending, results = list(refs.values()), []
+    units: dict[ray.ObjectRef, list[Node]] = {}
+    for unit in build_units(nodes, slots):
+        mine = {n.key for n in unit}
+        gpu = res.gpu if any(get_kind(n.kind).gpu for n in unit) else 0.0
+        fingerprints = sorted({n.fingerprint for n in unit})
+        deps = {refs[d.key].binary(): refs[d.key] for n in unit for _, d in n.deps
+                if d.key in refs and d.key not in mine}  # each task once
+        ref = build_nodes.options(num_cpus=res.cpu, num_gpus=gpu).remote(
+            plan.store.uri, unit, fingerprints, plan.spec.plugins, int(res.cpu),
+            *[data_refs[f] for f in fingerprints], *deps.values())
+        refs |= dict.fromkeys(mine, ref)
+        units[ref] = unit
+    kinds = Counter(n.kind for n in nodes)
+    pending, results = list(units), []
     while pending:
-        view.running(Counter(kind_of[r] for r in pending))
+        view.running(kinds)
         ready, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
-        results += ray.get(ready)  # raises the first failed build's error
-        view.done(len(ready))
+        for ref in ready:
+            results += ray.get(ref)  # raises the failed build's error
+            kinds -= Counter(n.kind for n in units[ref])
+            view.done(len(units[ref]))
     for key, _, _ in results:
         plan.cached.add(key)
     return sum(1 for _, built, _ in results if built)

@@ -39,7 +39,7 @@ from coretune.driver.plan import Plan, check_resources, check_shared, plan_sweep
 from coretune.driver.results_writer import NODE_LOSS_PASSES, ResultWriter
 from coretune.driver.student_logs import StudentLogs, student_logs
 from coretune.driver.teachers import start_teachers, teacher_totals
-from coretune.driver.worker import NAMESPACE, RunRefs, TeacherActor, coretune_trainable
+from coretune.driver.worker import NAMESPACE, Group, RunRefs, TeacherActor, coretune_trainable
 from coretune.errors import ClusterError, UsageError
 from coretune.reports.rows import selection_rows
 
@@ -165,9 +165,9 @@ def run_plan(plan: Plan, scheduler: str | None = None, console: Console | None =
                                       TeacherActor, NAMESPACE)
     ray.get([a.info.remote() for a in actors])
 
-    groups = [{"group_id": f"g{i:05d}-{g[0].trial_id}", "metric": plan.spec.metric,
-               "fuse": plan.spec.fuse, "compile": plan.spec.compile, "teachers": teachers,
-               "students": [{**s.payload(), "run_id": run_id} for s in g]}
+    groups = [Group(group_id=f"g{i:05d}-{g[0].trial_id}", metric=plan.spec.metric,
+                    fuse=plan.spec.fuse, compile=plan.spec.compile, teachers=teachers,
+                    students=[{**s.payload(), "run_id": run_id} for s in g])
               for i, g in enumerate(plan.groups)]
     trainable = tune.with_resources(
         tune.with_parameters(coretune_trainable, datasets=plan.datasets,

@@ -1,6 +1,6 @@
 """Inside Ray: the Tune function trainable, the teacher actor, the artifact build task.
 
-Every Ray entry point that runs coretune code — :func:`build_node`,
+Every Ray entry point that runs coretune code — :func:`build_nodes`,
 :func:`coretune_trainable`, :class:`TeacherActor` (its restarts re-run the constructor)
 and the β-search trials of :mod:`coretune.driver.beta_search_tune` — calls
 :func:`enter_worker` first, with the spec's plugin modules, so a plugin's selectors, kinds,
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 import ray
 import torch
 
-from coretune.artifacts.graph import Node, build
+from coretune.artifacts.graph import Node, build_batch
 from coretune.artifacts.selection import consumer_view, load_selection
 from coretune.artifacts.store import ArtifactStore
 from coretune.artifacts.synthetic import synthetic_dataset
@@ -105,13 +106,15 @@ def _once(key: tuple, make):
 
 
 @ray.remote
-def build_node(store_uri: str, node: Node, dataset: ImageDataset, plugins: list[str],
-               threads: int, *dep_keys: str) -> tuple[str, bool, float]:
-    """Build one artifact (its dependencies are committed: their keys are the arguments)."""
+def build_nodes(store_uri: str, nodes: list[Node], fingerprints: list[str], plugins: list[str],
+                threads: int, *refs) -> list[tuple[str, bool, float]]:
+    """Build artifacts, dependencies first, committed together (one node of a ``"task"``
+    kind, or a chunk of a ``"batch"`` kind's): ``refs`` are the datasets of
+    ``fingerprints``, then the build results of what the nodes depend on (committed by
+    then). (key, built here, seconds) per node."""
     enter_worker(plugins, threads)
-    started = time.perf_counter()
-    art, built = build(node, ArtifactStore(store_uri), dataset, _device())
-    return art.key, built, time.perf_counter() - started
+    datasets = dict(zip(fingerprints, refs[:len(fingerprints)], strict=True))
+    return build_batch(nodes, ArtifactStore(store_uri), datasets, _device())
 
 
 def _teacher_signal(student: dict, trial: TrialSpec, device: str, teachers: dict,
@@ -306,6 +309,31 @@ def training_units(students: list[_Student], fuse: int, compile_mode: str | None
                 chunk[0].start(compile_mode)
                 units.append(chunk[0])
     return units
+
+
+class Group(Mapping):
+    """A Tune trial's group of students, as its config holds it (``config["group"]``): its
+    ``group_id``, ``metric``, ``fuse``, ``compile``, ``teachers`` and ``students``.
+
+    A read-only mapping, not a dict: Tune replaces such an object in its search space by a
+    placeholder and hands each trial the object itself, where it would copy a dict — and
+    its grid search copies the whole space, every group, for each trial it creates (0.46 s
+    per trial at 10,000 students in 630 trials, growing with their square)."""
+
+    def __init__(self, **fields: Any):
+        self._fields = fields
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Group({self._fields.get('group_id')!r})"
 
 
 def coretune_trainable(config: dict, datasets: dict[str, ImageDataset], store_uri: str,

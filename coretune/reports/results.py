@@ -40,7 +40,8 @@ from coretune.reports.tables import (
     conform,
     to_table,
 )
-from coretune.storage import Location, Lock, stale_seconds
+from coretune.storage import Location
+from coretune.storage.locks import Lock, stale_seconds
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class OutputInUseError(CacheError):
 
 
 class DriverLease:
-    """One driver per output directory at a time: the :class:`~coretune.storage.Lock`
+    """One driver per output directory at a time: the :class:`~coretune.storage.locks.Lock`
     ``_DRIVER.lock`` (created exclusively, kept alive by a heartbeat); a second driver is
     refused with the holder's name.
 

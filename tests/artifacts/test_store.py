@@ -129,7 +129,8 @@ def test_a_killed_builders_lock_is_taken_over_at_once(tmp_path):
 
 
 def test_a_live_holders_lock_is_waited_for_and_only_its_own_is_released(tmp_path):
-    from coretune.storage import Location, Lock
+    from coretune.storage import Location
+    from coretune.storage.locks import Lock
 
     first = Lock(Location(tmp_path), LOCK, stale_after=3600, heartbeat=0.01)
     second = Lock(Location(tmp_path), LOCK, stale_after=3600, heartbeat=0.01)
@@ -210,3 +211,64 @@ def test_files_outside_the_commit_are_never_read(tmp_path):
     np.save(Path(art.path) / "planted.npy", np.arange(99))
     with pytest.raises(CorruptArtifactError, match="planted.npy is not among"):
         store.load(_key()).array("planted")
+
+
+def test_a_batch_publishes_its_artifacts_together_at_commit(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with store.batch() as batch:
+        art, built = batch.build_once(_key("a"), lambda: Built({"x": np.arange(3)}, {"m": 1}))
+        assert built and _key("a") in batch.pending and not store.exists(_key("a"))
+        assert (Path(art.path) / LOCK).exists()  # held until the commit
+        batch.build_once(_key("b"), lambda: Built({"x": np.arange(4)}, {}))
+    assert store.load(_key("a")).meta == {"m": 1} and store.exists(_key("b"))
+    assert not [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")
+                or p.name == LOCK]
+    with store.batch() as batch:  # committed already: loaded, not built
+        assert batch.build_once(_key("a"), lambda: 1 / 0)[1] is False
+
+
+def test_a_failing_build_in_a_batch_keeps_what_was_built_before_it(tmp_path):
+    store = ArtifactStore(tmp_path)
+
+    def fail():
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"), store.batch() as batch:
+        batch.build_once(_key("first"), lambda: Built({"x": np.arange(2)}, {}))
+        batch.build_once(_key("second"), fail)
+    assert store.exists(_key("first")) and not store.exists(_key("second"))
+    assert not list(tmp_path.rglob(LOCK))
+
+
+def _batch_builder(root: str, log: str, order: list[int], start) -> None:
+    store = ArtifactStore(root)
+    start.wait(60)
+
+    def compute(i: int):
+        with open(log, "a") as fh:
+            fh.write(f"{i}\n")
+        time.sleep(0.02)
+        return Built({"x": np.arange(i + 1)}, {})
+
+    with store.batch() as batch:
+        for i in order:
+            batch.build_once(_key(f"k{i}"), lambda i=i: compute(i), poll=0.01)
+
+
+def test_batches_in_many_processes_build_each_artifact_once_without_deadlock(tmp_path):
+    """Three batches over the same artifacts in different orders: a batch never waits
+    while it holds locks (it commits first), so none deadlocks, and each is built once."""
+    log = tmp_path / "builds.log"
+    ctx = _processes()
+    start = ctx.Barrier(3)
+    orders = [list(range(12)), list(reversed(range(12))), [5, 0, 7, 2, 9, 4, 11, 6, 1, 8, 3, 10]]
+    procs = [ctx.Process(target=_batch_builder, args=(str(tmp_path / "s"), str(log), o, start))
+             for o in orders]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert sorted(map(int, log.read_text().split())) == list(range(12))
+    store = ArtifactStore(tmp_path / "s")
+    assert all(store.load(_key(f"k{i}")).array("x").size == i + 1 for i in range(12))

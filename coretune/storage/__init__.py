@@ -3,32 +3,31 @@
 A :class:`Location` is a (``pyarrow.fs.FileSystem``, base path) pair with the few
 operations the artifact store and the results store need: whole-object writes that readers
 never see half-done (:func:`write_atomic` locally, a single PUT on object stores), reads,
-listings, and an exclusive create. :class:`Lock` is the one lock on top of it (the artifact
-store's build-once and the results directory's one-driver lease). Like :mod:`coretune.spec`
-it imports nothing from coretune but its errors.
+listings, an exclusive create, and :meth:`Location.sync`, the flush that makes many
+unsynced writes durable at once. :class:`coretune.storage.locks.Lock` is the one lock on top of it
+(the artifact store's build-once and the results directory's one-driver lease). Like
+:mod:`coretune.spec` it imports nothing from coretune but its errors.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import posixpath
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow.fs as pafs
 
-from coretune.errors import PathError, UsageError
+from coretune.errors import PathError
 
 #: what :func:`write_atomic` writes: the bytes, or a function writing them to a binary file
 Payload = bytes | Callable[[BinaryIO], object]
+
+#: :meth:`Location.sync` fsyncs up to this many files one by one, more with one flush
+FSYNC_AT_MOST = 4
 
 #: filesystem types (as in /proc/mounts) that every node of a cluster can share
 SHARED_FSTYPES = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
@@ -117,15 +116,16 @@ class Location:
     def makedirs(self, rel: str = "") -> None:
         self.fs.create_dir(self.path(rel) if rel else self.base, recursive=True)
 
-    def write_bytes(self, rel: str, data: Payload) -> None:
+    def write_bytes(self, rel: str, data: Payload, sync: bool = True) -> None:
         """Write a whole file; readers see the old content or the new, never a part.
 
         ``data`` is the bytes or a function writing them to a binary file (see
-        :func:`write_atomic`, which this is locally; an object store gets a single PUT).
+        :func:`write_atomic`, which this is locally, durable unless ``sync`` is False; an
+        object store gets a single PUT).
         """
         target = self.path(rel)
         if self.is_local:
-            write_atomic(target, data)
+            write_atomic(target, data, sync)
             return
         if callable(data):  # buffered first: a failing writer must not PUT half an object
             buf = io.BytesIO()
@@ -157,6 +157,34 @@ class Location:
         self.write_bytes(rel, data)
         return self.read_bytes(rel) == data
 
+    def rename(self, src: str, dst: str) -> None:
+        """Move ``src`` over ``dst`` (atomic locally: ``os.replace``)."""
+        self.fs.move(self.path(src), self.path(dst))
+
+    def sync(self, paths: Sequence[str]) -> None:
+        """Make ``paths`` (from :meth:`path`: files written with ``sync=False`` on this
+        location's filesystem) durable with their directory entries: a few by an fsync of
+        each and of their directories; more than :data:`FSYNC_AT_MOST` by one flush of the
+        filesystem (Linux ``syncfs``) instead of a journal commit each. Nothing on an object
+        store, where a PUT is durable when it returns."""
+        if not self.is_local or not paths:
+            return
+        if len(paths) > FSYNC_AT_MOST and _SYNCFS is not None:
+            fd = os.open(self.base, os.O_RDONLY)
+            try:
+                if _SYNCFS(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for directory in sorted({posixpath.dirname(p) for p in paths}):
+            _fsync_dir(directory)
+
     def delete(self, rel: str) -> None:
         try:
             self.fs.delete_file(self.path(rel))
@@ -181,137 +209,7 @@ class Location:
         return fstype
 
 
-# ----------------------------------------------------------------------------- locks
-#: environment overrides of every :class:`Lock`'s timing (the tests set them small): the
-#: seconds between a holder's heartbeats, and the heartbeat silence after which a lock is
-#: taken over (it replaces the default of a lock's owner, not a ``stale_after`` passed in)
-HEARTBEAT_ENV, STALE_ENV = "CORETUNE_HEARTBEAT_SECONDS", "CORETUNE_LOCK_STALE_SECONDS"
-
-
-def _env_seconds(name: str) -> float | None:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0:
-        raise UsageError(f"${name}={text!r}: expected a positive number of seconds")
-    return seconds
-
-
-def stale_seconds(default: float) -> float:
-    """A lock's heartbeat silence before take-over: ``$CORETUNE_LOCK_STALE_SECONDS`` or
-    ``default``."""
-    return _env_seconds(STALE_ENV) or default
-
-
-class Lock:
-    """An exclusive lock file ``name`` in ``location``, held by one process at a time.
-
-    :meth:`acquire` creates it exclusively, holding JSON naming its holder (host, pid,
-    since, a random token), and starts a heartbeat thread that refreshes its modification
-    time every ``heartbeat`` seconds (``$CORETUNE_HEARTBEAT_SECONDS`` when set and
-    shorter). A lock whose heartbeat has been silent for ``stale_after`` seconds, or whose
-    holder's process is gone (on this host), is taken over. :meth:`release` stops the
-    heartbeat and deletes the file if it is still this holder's.
-    """
-
-    def __init__(self, location: Location, name: str, stale_after: float, heartbeat: float):
-        self.location, self.name, self.stale_after = location, name, stale_after
-        self.heartbeat = min(heartbeat, _env_seconds(HEARTBEAT_ENV) or heartbeat)
-        self.holder = {"host": socket.gethostname(), "pid": os.getpid(),
-                       "since": datetime.now(UTC).isoformat(), "token": uuid.uuid4().hex}
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    def __repr__(self) -> str:
-        return f"Lock({self.location.path(self.name)!r})"
-
-    def acquire(self) -> bool:
-        """Take the lock if it is free or its holder is dead; False while a live one has it."""
-        data = json.dumps(self.holder).encode()
-        for _ in range(2):  # the second try after taking over a dead holder's lock
-            if self.location.create_exclusive(self.name, data):
-                self._stop.clear()
-                self._beat = threading.Thread(target=self._heartbeat, daemon=True,
-                                              name=f"heartbeat {self.name}")
-                self._beat.start()
-                return True
-            if not self._break_if_dead():
-                return False
-        return False
-
-    def release(self) -> None:
-        """Stop the heartbeat; delete the lock file unless another holder has taken it."""
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
-        try:
-            if json.loads(self.location.read_bytes(self.name)).get("token") == \
-                    self.holder["token"]:
-                self.location.delete(self.name)
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def current_holder(self) -> dict:
-        """Who holds the lock now, as its file says ({} when absent or unreadable)."""
-        return _holder(self._read())
-
-    def _read(self) -> bytes | None:
-        try:
-            return self.location.read_bytes(self.name)
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return b""
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.heartbeat):
-            try:
-                self.location.touch(self.name)
-            except OSError:
-                pass
-
-    def _break_if_dead(self) -> bool:
-        """Delete the lock if its holder is dead; True if it is gone (free to try again)."""
-        raw = self._read()
-        info = self.location.info(self.name)
-        if raw is None or info.type == pafs.FileType.NotFound:
-            return True  # released meanwhile
-        other = _holder(raw)
-        age = time.time() - info.mtime.timestamp() if info.mtime else 0.0
-        gone = other.get("host") == socket.gethostname() and not _pid_alive(other.get("pid"))
-        if not (gone or age > self.stale_after):
-            return False
-        if self._read() == raw:  # not taken over by another waiter meanwhile
-            self.location.delete(self.name)
-        return True
-
-
-def _holder(raw: bytes | None) -> dict:
-    try:
-        other = json.loads(raw or b"")
-    except ValueError:
-        return {}
-    return other if isinstance(other, dict) else {}
-
-
-def _pid_alive(pid) -> bool:
-    try:
-        if int(pid) <= 0:  # 0 and -1 would signal process groups
-            return False
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def write_atomic(path: str | os.PathLike, data: Payload) -> None:
+def write_atomic(path: str | os.PathLike, data: Payload, sync: bool = True) -> None:
     """Write the local file ``path`` whole: readers see the old content or the new, never a
     part, and a crash leaves at most a ``<path>.<random>.tmp`` file (which the stores'
     lock holders remove).
@@ -319,7 +217,8 @@ def write_atomic(path: str | os.PathLike, data: Payload) -> None:
     ``data`` is the bytes, or a function writing them to the binary file it is given. They
     go to a fsynced temporary file next to ``path`` that is ``os.replace``-d over it, then
     the directory is fsynced; if anything fails the temporary file is removed and ``path``
-    keeps its previous content.
+    keeps its previous content. ``sync=False`` leaves out both fsyncs (the caller makes the
+    writes durable together: :meth:`Location.sync`).
     """
     target = os.fspath(path)
     os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
@@ -330,13 +229,27 @@ def write_atomic(path: str | os.PathLike, data: Payload) -> None:
                 data(fh)
             else:
                 fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    _fsync_dir(os.path.dirname(target) or ".")
+    if sync:
+        _fsync_dir(os.path.dirname(target) or ".")
+
+
+def _libc_syncfs():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_SYNCFS = _libc_syncfs()
 
 
 def _fsync_dir(directory: str) -> None:
