@@ -181,9 +181,7 @@ class ArtifactStore:
             where.rename(COMMIT + ".tmp", COMMIT)
         else:  # an object-store PUT is atomic and durable
             where.write_bytes(COMMIT, data)
-        marker = json.loads(data)
-        return Artifact(key=marker["key"], location=where, meta=dict(marker["meta"]),
-                        files=dict(marker["files"]))
+        return _from_marker(where, data)
 
     def _lock(self, key: str) -> Lock:
         return Lock(self._dir(key), LOCK, self.stale_after, heartbeat=self.stale_after / 4)
@@ -273,8 +271,7 @@ class BuildBatch:
         self.staged.append((where, data, lock))
         self.written += written
         self.pending.add(key)
-        marker = json.loads(data)
-        return Artifact(key, where, dict(marker["meta"]), dict(marker["files"])), True
+        return _from_marker(where, data), True
 
     def commit(self) -> None:
         """Make every staged artifact durable with one flush, publish it, release it."""
@@ -288,6 +285,13 @@ class BuildBatch:
         finally:  # in parallel: freeing a flushed lock file's block waits on the disk
             with ThreadPoolExecutor(min(8, len(staged)) or 1) as pool:
                 list(pool.map(Lock.release, [lock for _, _, lock in staged]))
+
+
+def _from_marker(where: Location, data: bytes) -> Artifact:
+    """The artifact a commit marker's bytes describe, in ``where``."""
+    marker = json.loads(data)
+    return Artifact(key=marker["key"], location=where, meta=dict(marker["meta"]),
+                    files=dict(marker["files"]))
 
 
 def torch_state_bytes(state: Mapping[str, Any]) -> bytes:

@@ -78,35 +78,42 @@ def scaling_frame(trials: pd.DataFrame) -> pd.DataFrame:
     return frame[levels > 1].reset_index(drop=True)
 
 
-def tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
-    """p of TOST equivalence of the means of ``a`` and ``b`` within ±``margin`` (Welch)."""
+def _samples(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``a`` and ``b`` as float arrays, or None if either has fewer than two values."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return None if len(a) < 2 or len(b) < 2 else (a, b)
+
+
+def _shifted_welch(a: np.ndarray, b: np.ndarray, shift: float, alternative: str) -> float:
+    """p of the one-sided Welch test of ``a + shift`` against ``b``."""
     from scipy import stats
 
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
+    return float(stats.ttest_ind(a + shift, b, equal_var=False,
+                                 alternative=alternative).pvalue)
+
+
+def tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
+    """p of TOST equivalence of the means of ``a`` and ``b`` within ±``margin`` (Welch)."""
+    if (pair := _samples(a, b)) is None:
         return float("nan")
+    a, b = pair
     if a.std() == 0 and b.std() == 0:  # no spread: equivalent exactly when within margin
         return 0.0 if abs(a.mean() - b.mean()) < margin else 1.0
-    lower = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
-    upper = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
-    return float(max(lower, upper))
+    return max(_shifted_welch(a, b, margin, "greater"), _shifted_welch(a, b, -margin, "less"))
 
 
 def beyond_margin(a: np.ndarray, b: np.ndarray, margin: float) -> float:
     """p of the means of ``a`` and ``b`` differing by more than ``margin`` (one-sided Welch
     on the side of the observed gap): small when the data show a real gap wider than the
     margin, which TOST's failure alone does not (few seeds fail both)."""
-    from scipy import stats
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
+    if (pair := _samples(a, b)) is None:
         return float("nan")
+    a, b = pair
     if a.std() == 0 and b.std() == 0:
         return 0.0 if abs(a.mean() - b.mean()) > margin else 1.0
     if a.mean() >= b.mean():
-        return float(stats.ttest_ind(a - margin, b, equal_var=False,
-                                     alternative="greater").pvalue)
-    return float(stats.ttest_ind(a + margin, b, equal_var=False, alternative="less").pvalue)
+        return _shifted_welch(a, b, -margin, "greater")
+    return _shifted_welch(a, b, margin, "less")
 
 
 @dataclass(frozen=True)
