@@ -169,9 +169,9 @@ def compile_student(model: nn.Module, mode: str | None, device: torch.device | s
     if resolved is None:
         return model
     if mode == "auto":
-        import torch._dynamo
+        from torch._dynamo import config as dynamo_config
 
-        torch._dynamo.config.suppress_errors = True
+        dynamo_config.suppress_errors = True
     # static shapes: an epoch's short last batch gets a graph of its own instead of turning
     # every batch's graph dynamic (and re-recording its CUDA graphs)
     return torch.compile(model, mode=None if resolved == "default" else resolved,

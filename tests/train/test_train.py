@@ -249,6 +249,8 @@ def test_compile_auto_compiles_on_cuda_only_and_a_named_mode_everywhere():
     model = nn.Linear(2, 2)
     assert compile_student(model, "auto", "cpu") is model  # nothing compiled on a CPU
     assert compile_student(model, None, "cuda") is model
+    compiled = compile_student(model, "default", "cpu")  # a named mode compiles anywhere
+    assert compiled is not model and compiled._orig_mod is model
 
 
 def test_the_sweep_default_is_compile_auto():
