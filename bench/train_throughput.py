@@ -19,7 +19,8 @@ momentum 0.9, Nesterov, weight decay 5e-4); only the way of training differs:
 Workloads: the digits-space MLP (8×8×1, batch 32), the Fashion-MNIST small CNN (28×28×1,
 batch 64) and ResNet-18 with the CIFAR stem (32×32×3, 100 classes, batch 128), on
 random uint8 images of those shapes (throughput does not depend on content); each trains
-on a coreset (10 % of the dataset's size) for whole epochs. Reported: images per second,
+on a coreset (10 % of the dataset's size) for whole epochs. Reported: images per second
+(the median of ``--repeat`` measurements, 3 by default, and their spread),
 its ratio to (a), model FLOP/s from ``torch.utils.flop_counter`` (forward + backward per
 image × images per second) and, where the device's peak is known, model FLOP
 utilisation against its dense bf16 peak; on CUDA, peak memory per fused K.
@@ -127,7 +128,28 @@ class _PilDataset(torch.utils.data.Dataset):
 
 
 def anchor(w: Workload, device: torch.device) -> float:
-    """Images per second of DeepCore's training loop (timed epochs after a warm-up one)."""
+    """Images per second of DeepCore's training loop (timed epochs after a warm-up one), in
+    a fresh process: one that has run coretune's path keeps freed memory in its heap
+    (:func:`~coretune.train.loop.retain_freed_memory`), which DeepCore's does not."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_anchor_worker, args=(w, str(device), torch.get_num_threads(),
+                                                    mp.get_start_method(), queue))
+    proc.start()
+    rate = queue.get()
+    proc.join()
+    return rate
+
+
+def _anchor_worker(w: Workload, device: str, threads: int, start_method: str, queue) -> None:
+    # a spawned process defaults to spawning its own children: the DataLoader's workers
+    # start as they would in the anchors' own process (fork on Linux), not from nothing
+    mp.set_start_method(start_method, force=True)
+    torch.set_num_threads(threads)
+    queue.put(_anchor_loop(w, torch.device(device)))
+
+
+def _anchor_loop(w: Workload, device: torch.device) -> float:
     import torchvision.transforms as T
     torch.backends.cudnn.benchmark = False  # torch's default, which DeepCore keeps
     ds = dataset(w)
@@ -280,6 +302,9 @@ def main() -> None:
                              "reduce-overhead,max-autotune")
     parser.add_argument("--no-anchor-pipelines", action="store_true",
                         help="skip (a) and (b) (ratios then relative to the first path)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="measure each path this many times; the table gives the median "
+                             "and the spread ((max - min) / median)")
     parser.add_argument("--json", default="", help="write the numbers here too")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -307,24 +332,31 @@ def main() -> None:
         base = None
         for label, measure in paths:
             try:
-                rate, mem = measure()
+                runs = [measure() for _ in range(args.repeat)]
             except Exception as err:  # one broken path must not cost the others' numbers
                 print(f"{w.name} {label}: {type(err).__name__}: {err}", flush=True)
                 continue
+            rates = sorted(rate for rate, _ in runs)
+            rate = float(np.median(rates))
+            mems = [mem for _, mem in runs if mem is not None]
             base = base or rate
             rows.append({"workload": w.name, "path": label, "images_per_s": rate,
+                         "runs": rates, "spread": (rates[-1] - rates[0]) / rate,
                          "vs_anchor": rate / base, "tflops": rate * flops / 1e12,
-                         "mfu": rate * flops / peak if peak else None, "peak_gib": mem})
+                         "mfu": rate * flops / peak if peak else None,
+                         "peak_gib": max(mems) if mems else None})
             print(json.dumps(rows[-1]), flush=True)
     lines = [f"## train_throughput ({time.strftime('%Y-%m-%d')}, {name}, torch "
-             f"{torch.__version__}{', --full' if args.full else ''})", "",
-             "| workload | path | images/s | × (a) | model TFLOP/s | MFU (bf16 peak) | "
-             "peak GiB |", "|---|---|---:|---:|---:|---:|---:|"]
+             f"{torch.__version__}{', --full' if args.full else ''}, median of "
+             f"{args.repeat})", "",
+             "| workload | path | images/s | spread | × (a) | model TFLOP/s | MFU (bf16 peak) | "
+             "peak GiB |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         mfu = f"{100 * r['mfu']:.2f} %" if r["mfu"] is not None else "–"
         mem = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "–"
         lines.append(f"| {r['workload']} | {r['path']} | {r['images_per_s']:,.0f} | "
-                     f"{r['vs_anchor']:.2f} | {r['tflops']:.3f} | {mfu} | {mem} |")
+                     f"{100 * r['spread']:.0f} % | {r['vs_anchor']:.2f} | {r['tflops']:.3f} | "
+                     f"{mfu} | {mem} |")
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps({"device": name, "rows": rows}, indent=1))
