@@ -154,13 +154,13 @@ def retain_freed_memory() -> bool:
     megabyte-sized tensors every step (gradients, optimiser temporaries); glibc by default
     maps blocks that large afresh and trims the heap when they are freed, so every step
     page-faults its tensors in again: 345 page faults per step of 8 fused digits MLPs (a
-    seventh of its CPU time). Up to 256 MB stays mapped instead (what jemalloc or
+    fifth of its CPU time). Up to 256 MB stays mapped instead (what jemalloc or
     tcmalloc, as PyTorch's CPU tuning guide recommends, would do); numerics unchanged."""
     global _heap_retained
     if not _heap_retained:
         try:
             mallopt = ctypes.CDLL(None).mallopt
-        except (AttributeError, OSError):
+        except (AttributeError, OSError, TypeError):  # no C library or no mallopt
             return False
         _heap_retained = all(mallopt(param, value) == 1 for param, value in _MALLOPT.values())
     return _heap_retained
@@ -227,9 +227,10 @@ def make_optimizer(model: nn.Module | Sequence[torch.Tensor], cfg: OptimizerSpec
                   {"params": [p for p in params if p.ndim - stacked <= 1],
                    "weight_decay": 0.0}]
     # one fused kernel per parameter group on CUDA (a small student's step is launch bound)
-    # and for stacked students anywhere (their tensors are K times a student's: the
+    # and for stacked students on a CPU (their tensors are K times a student's: the
     # per-tensor path's temporaries and passes over them cost more than the kernel's one)
-    kernel = ({"fused": True} if stacked or (params and params[0].is_cuda) else {})
+    device = params[0].device.type if params else "cpu"
+    kernel = {"fused": True} if device == "cuda" or (stacked and device == "cpu") else {}
     if cfg.name == "sgd":
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                               nesterov=cfg.nesterov and cfg.momentum > 0, **kernel)
